@@ -1,0 +1,277 @@
+"""MovieLens: which releases exist, where their files live, and how each one's format is read."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pooch
+import requests
+
+GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/"
+BUNDLED_DIR = Path(__file__).parent / "datasets"
+RATINGS_SCHEMA = {
+    "userId": pl.Int64,
+    "movieId": pl.Int64,
+    "rating": pl.Float64,
+    "timestamp": pl.Int64,
+}
+
+
+class DatasetError(ValueError):
+    """A dataset name, file or archive that cannot be used as asked."""
+
+
+class DownloadError(RuntimeError):
+    """A MovieLens archive that could not be downloaded or verified."""
+
+
+@dataclass(frozen=True)
+class MovieLensRelease:
+    """One MovieLens release: its archive, its ratings file and that file's format."""
+
+    name: str
+    ratings_file: str
+    ratings_format: str  # "csv" (header), "tab" (u.data) or "double-colon" (ratings.dat)
+    movies_file: str
+    md5: str | None = None  # published archive MD5; None: read the .md5 served beside it
+    bundled: bool = False
+
+    @property
+    def archive_name(self) -> str:
+        return f"{self.name}.zip"
+
+
+RELEASES = {
+    release.name: release
+    for release in [
+        MovieLensRelease("ml-latest-small", "ratings.csv", "csv", "movies.csv", bundled=True),
+        MovieLensRelease(
+            "ml-100k", "u.data", "tab", "u.item", md5="0e33842e24a9c977be4e0107933c0723"
+        ),
+        MovieLensRelease(
+            "ml-1m", "ratings.dat", "double-colon", "movies.dat",
+            md5="c4d9eecfca2ab87c1945afe126590906",
+        ),
+        MovieLensRelease("ml-20m", "ratings.csv", "csv", "movies.csv"),
+        MovieLensRelease(
+            "ml-25m", "ratings.csv", "csv", "movies.csv", md5="6b51fb2759a8657d3bfcbfc42b592ada"
+        ),
+        MovieLensRelease("ml-32m", "ratings.csv", "csv", "movies.csv"),
+    ]
+}
+
+
+def get_release(dataset: str) -> MovieLensRelease:
+    """Look a release up by name, with an error that lists the known names."""
+    try:
+        return RELEASES[dataset]
+    except KeyError:
+        known = ", ".join(RELEASES)
+        raise DatasetError(f"Unknown MovieLens dataset {dataset!r}; expected one of: {known}.") from None
+
+
+def get_cache_dir() -> Path:
+    """Where downloaded releases are kept: `DOTLAB_DATA_DIR`, else the user's cache directory."""
+    return Path(os.environ.get("DOTLAB_DATA_DIR") or pooch.os_cache("dotlab"))
+
+
+def get_dataset_dir(
+    dataset: str = "ml-latest-small",
+    *,
+    download: bool = False,
+    data_dir: str | os.PathLike | None = None,
+    base_url: str = GROUPLENS_URL,
+) -> Path:
+    """Folder holding a release's files: the bundled copy, else the cache (downloading once).
+
+    `download=True` fetches a fresh copy from GroupLens even where one is bundled.
+    """
+    release = get_release(dataset)
+    if release.bundled and not download:
+        return BUNDLED_DIR / release.name
+    cache_dir = Path(data_dir) if data_dir is not None else get_cache_dir()
+    target = cache_dir / release.name
+    if not download and (target / release.ratings_file).is_file():
+        return target
+    archive = fetch_archive(release, cache_dir, base_url)
+    extract_members(archive, release, cache_dir)
+    return target
+
+
+def fetch_archive(release: MovieLensRelease, cache_dir: Path, base_url: str) -> Path:
+    """Download and verify a release's zip archive into `cache_dir` (kept; reused when it matches)."""
+    url = base_url.rstrip("/") + "/" + release.archive_name
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    archive = cache_dir / release.archive_name
+    try:
+        md5 = release.md5 or fetch_published_md5(url)
+        pooch.retrieve(
+            url, known_hash=f"md5:{md5}", fname=release.archive_name, path=cache_dir,
+            progressbar=True,
+        )
+    except (requests.RequestException, ValueError, OSError) as error:
+        raise DownloadError(
+            f"Could not download {url}: {error}\n"
+            f"Check the connection and run again (a partial download is never kept), or download "
+            f"the archive yourself and place it at {archive}."
+        ) from error
+    return archive
+
+
+def fetch_published_md5(url: str) -> str:
+    """The MD5 GroupLens serves beside an archive, as `<archive>.md5`."""
+    response = requests.get(url + ".md5", timeout=30)
+    response.raise_for_status()
+    match = re.search(r"\b[0-9a-fA-F]{32}\b", response.text)
+    if match is None:
+        raise ValueError(f"{url}.md5 holds no MD5 checksum: {response.text[:80]!r}")
+    return match.group(0).lower()
+
+
+def extract_members(archive: Path, release: MovieLensRelease, cache_dir: Path) -> None:
+    """Extract the ratings and movies files, each written whole or not at all."""
+    target = cache_dir / release.name
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            for member in (release.ratings_file, release.movies_file):
+                extract_atomically(zipped, f"{release.name}/{member}", target / member)
+    except (zipfile.BadZipFile, KeyError) as error:
+        raise DatasetError(
+            f"{archive} is not a {release.name} archive as GroupLens ships it ({error}); "
+            "delete it and run again to download it afresh."
+        ) from error
+
+
+def extract_atomically(zipped: zipfile.ZipFile, member: str, destination: Path) -> None:
+    """Copy one archive member to `destination` through a temporary file and a rename."""
+    with tempfile.NamedTemporaryFile(dir=destination.parent, delete=False) as temporary:
+        try:
+            with zipped.open(member) as source:
+                shutil.copyfileobj(source, temporary, length=1 << 20)
+        except BaseException:
+            temporary.close()
+            os.unlink(temporary.name)
+            raise
+    os.replace(temporary.name, destination)
+
+
+def read_ratings_file(path: str | os.PathLike, ratings_format: str) -> pl.DataFrame:
+    """Read a MovieLens ratings file into `userId`, `movieId`, `rating`, `timestamp`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"Ratings file {path} does not exist.")
+    readers = {"csv": read_csv_ratings, "tab": read_tab_ratings, "double-colon": read_dat_ratings}
+    try:
+        ratings = readers[ratings_format](path)
+    except (pl.exceptions.PolarsError, ValueError) as error:
+        raise DatasetError(
+            f"{path} is not a MovieLens ratings file in the {ratings_format!r} format "
+            f"(expected {FORMAT_DESCRIPTIONS[ratings_format]}): {error}"
+        ) from error
+    check_ratings(ratings, path)
+    return ratings
+
+
+FORMAT_DESCRIPTIONS = {
+    "csv": "a header userId,movieId,rating,timestamp and comma-separated rows",
+    "tab": "tab-separated rows user, item, rating, timestamp without a header",
+    "double-colon": "rows UserID::MovieID::Rating::Timestamp",
+}
+
+
+def read_csv_ratings(path: Path) -> pl.DataFrame:
+    ratings = pl.read_csv(path, schema_overrides=RATINGS_SCHEMA)
+    if ratings.columns != list(RATINGS_SCHEMA):
+        raise ValueError(f"columns are {ratings.columns}")
+    return ratings
+
+
+def read_tab_ratings(path: Path) -> pl.DataFrame:
+    return pl.read_csv(
+        path, separator="\t", has_header=False, schema=RATINGS_SCHEMA, truncate_ragged_lines=False
+    )
+
+
+def read_dat_ratings(path: Path) -> pl.DataFrame:
+    # "::" is two one-character separators with an empty field between them.
+    raw = pl.read_csv(path, separator=":", has_header=False, infer_schema=False)
+    if raw.width != 7:
+        raise ValueError(f"rows have {raw.width} ':'-separated fields, expected 7")
+    fields = raw.select(raw.columns[0::2])
+    return fields.rename(dict(zip(fields.columns, RATINGS_SCHEMA))).cast(RATINGS_SCHEMA)
+
+
+def check_ratings(ratings: pl.DataFrame, path: Path) -> None:
+    """Reject empty files and rows with missing values."""
+    if ratings.height == 0:
+        raise DatasetError(f"Ratings file {path} holds no ratings.")
+    missing = ratings.null_count().sum_horizontal().item()
+    if missing:
+        raise DatasetError(f"Ratings file {path} has {missing} missing values; expected none.")
+
+
+def load_ratings(dataset: str = "ml-latest-small", **location) -> pl.DataFrame:
+    """All ratings of a release, in its file's order. `location`: see `get_dataset_dir`."""
+    release = get_release(dataset)
+    folder = get_dataset_dir(dataset, **location)
+    return read_ratings_file(folder / release.ratings_file, release.ratings_format)
+
+
+def load_movies(dataset: str = "ml-latest-small", **location) -> pl.DataFrame:
+    """The release's movie table: `movieId` and `title`."""
+    release = get_release(dataset)
+    path = get_dataset_dir(dataset, **location) / release.movies_file
+    if release.ratings_format == "csv":
+        return pl.read_csv(path, columns=["movieId", "title"], schema_overrides={"movieId": pl.Int64})
+    separator, encoding = ("|", "latin-1") if release.ratings_format == "tab" else ("::", "latin-1")
+    rows = [line.split(separator)[:2] for line in path.read_text(encoding=encoding).splitlines()]
+    return pl.DataFrame(
+        {"movieId": [int(row[0]) for row in rows if row[0]], "title": [r[1] for r in rows if r[0]]},
+        schema={"movieId": pl.Int64, "title": pl.String},
+    )
+
+
+def keep_top_movies(ratings: pl.DataFrame, top_n_movies: int) -> pl.DataFrame:
+    """Keep the ratings of the `top_n_movies` most-rated movies (ties: smaller movieId first)."""
+    if top_n_movies < 1:
+        raise DatasetError(f"top_n_movies must be a positive number of movies, got {top_n_movies}.")
+    counts = ratings.group_by("movieId").len().sort(["len", "movieId"], descending=[True, False])
+    top = counts.head(top_n_movies).get_column("movieId")
+    return ratings.filter(pl.col("movieId").is_in(top.implode()))
+
+
+def make_id_mapping(ratings: pl.DataFrame, column: str) -> pl.DataFrame:
+    """Map each distinct id in `column`, sorted, to a contiguous index `<column>Mapped` from 0."""
+    ids = ratings.get_column(column).unique().sort()
+    return pl.DataFrame({column: ids, f"{column}Mapped": pl.arange(0, ids.len(), eager=True)}).cast(
+        {f"{column}Mapped": pl.UInt32}
+    )
+
+
+def load_torch_data(
+    dataset: str = "ml-latest-small",
+    *,
+    top_n_movies: int | None = None,
+    **location,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Ratings with contiguous `userIdMapped`/`movieIdMapped` columns, and the two id mappings.
+
+    `location` (`download`, `data_dir`, `base_url`) says where the release comes from.
+    """
+    ratings = load_ratings(dataset, **location)
+    if top_n_movies is not None:
+        ratings = keep_top_movies(ratings, top_n_movies)
+    user_id_mapping = make_id_mapping(ratings, "userId")
+    movie_id_mapping = make_id_mapping(ratings, "movieId")
+    ratings = ratings.join(user_id_mapping, on="userId", how="left", maintain_order="left").join(
+        movie_id_mapping, on="movieId", how="left", maintain_order="left"
+    )
+    return ratings, user_id_mapping, movie_id_mapping
