@@ -141,7 +141,8 @@ def extract_members(archive: Path, release: MovieLensRelease, cache_dir: Path) -
     target.mkdir(parents=True, exist_ok=True)
     try:
         with zipfile.ZipFile(archive) as zipped:
-            for member in (release.ratings_file, release.movies_file):
+            # The ratings file goes last: `get_dataset_dir` takes its presence to mean "extracted".
+            for member in (release.movies_file, release.ratings_file):
                 extract_atomically(zipped, f"{release.name}/{member}", target / member)
     except (zipfile.BadZipFile, KeyError) as error:
         raise DatasetError(
@@ -205,6 +206,8 @@ def read_dat_ratings(path: Path) -> pl.DataFrame:
     raw = pl.read_csv(path, separator=":", has_header=False, infer_schema=False)
     if raw.width != 7:
         raise ValueError(f"rows have {raw.width} ':'-separated fields, expected 7")
+    if raw.select(pl.any_horizontal(pl.col(raw.columns[1::2]).is_not_null().any())).item():
+        raise ValueError("fields are separated by single ':', expected '::'")
     fields = raw.select(raw.columns[0::2])
     return fields.rename(dict(zip(fields.columns, RATINGS_SCHEMA))).cast(RATINGS_SCHEMA)
 

@@ -6,6 +6,7 @@ import logging
 import os
 from pathlib import Path
 from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import polars as pl
 from mlflow import MlflowClient
@@ -16,6 +17,8 @@ DATASETS = ("train", "val", "test")
 
 for _name in ("mlflow", "alembic"):
     logging.getLogger(_name).setLevel(logging.WARNING)
+# "Experiment with name ... not found. Creating it." is news only on a fresh store.
+logging.getLogger("pytorch_lightning.loggers.mlflow").setLevel(logging.ERROR)
 
 
 def get_store_dir() -> Path:
@@ -33,8 +36,10 @@ def get_tracking_uri() -> str:
     if not configured:
         return sqlite_uri(get_store_dir())
     scheme = urlparse(configured).scheme
-    if scheme in ("", "file"):
-        return sqlite_uri(Path(configured.removeprefix("file://")).expanduser())
+    if scheme == "file":
+        return sqlite_uri(Path(url2pathname(urlparse(configured).path)))
+    if scheme == "":
+        return sqlite_uri(Path(configured).expanduser())
     return configured
 
 
@@ -104,7 +109,8 @@ def load_experiment_runs(experiment_name: str, *, tags: dict[str, str] | None = 
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
         raise ValueError(f"No MLflow experiment named {experiment_name!r} in {get_tracking_uri()}.")
-    conditions = [f"tags.`{key}` = '{value}'" for key, value in (tags or {}).items()]
+    conditions = ["attributes.status = 'FINISHED'"]
+    conditions += [f"tags.`{key}` = '{value}'" for key, value in (tags or {}).items()]
     runs = client.search_runs(
         [experiment.experiment_id], " and ".join(conditions), order_by=["attributes.start_time ASC"]
     )

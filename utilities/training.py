@@ -17,6 +17,7 @@ for _name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_
     logging.getLogger(_name).setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*is smaller than the logging interval.*")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 
 
 def seed_everything(seed: int) -> int:
