@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import shutil
 import socket
 import zipfile
 
@@ -115,15 +116,17 @@ def test_download_parses_and_is_cached(httpserver, base_url, cache, monkeypatch,
     if release.md5 is None:
         expected_requests.insert(0, f"/{dataset}.zip.md5")
     assert requested(httpserver) == expected_requests
-    # the verified archive and the two extracted files; no temporary leftovers
-    assert files_under(cache) == sorted(
-        [
-            f"{dataset}.zip",
-            dataset,
-            f"{dataset}/{release.ratings_file}",
-            f"{dataset}/{release.movies_file}",
-        ]
-    )
+    # the verified archive (with the MD5 it matched, where none is published) and the two
+    # extracted files; no temporary leftovers
+    expected_files = [
+        f"{dataset}.zip",
+        dataset,
+        f"{dataset}/{release.ratings_file}",
+        f"{dataset}/{release.movies_file}",
+    ]
+    if release.md5 is None:
+        expected_files.append(f"{dataset}.zip.md5")
+    assert files_under(cache) == sorted(expected_files)
     assert (cache / f"{dataset}.zip").read_bytes() == archive
     for name, content in release_files(dataset).items():
         assert (cache / dataset / name).read_bytes() == content
@@ -131,6 +134,10 @@ def test_download_parses_and_is_cached(httpserver, base_url, cache, monkeypatch,
     # a second load reads the cache and never asks the server
     again = load_torch_data(dataset, data_dir=cache, base_url=base_url)
     assert again[0].equals(ratings)
+    assert requested(httpserver) == expected_requests
+    # nor does re-extracting from the cached archive, even without a published MD5
+    shutil.rmtree(cache / dataset)
+    assert load_torch_data(dataset, data_dir=cache, base_url=base_url)[0].equals(ratings)
     assert requested(httpserver) == expected_requests
     httpserver.check_assertions()
 

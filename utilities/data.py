@@ -56,7 +56,10 @@ RELEASES = {
             "ml-100k", "u.data", "tab", "u.item", md5="0e33842e24a9c977be4e0107933c0723"
         ),
         MovieLensRelease(
-            "ml-1m", "ratings.dat", "double-colon", "movies.dat",
+            "ml-1m",
+            "ratings.dat",
+            "double-colon",
+            "movies.dat",
             md5="c4d9eecfca2ab87c1945afe126590906",
         ),
         MovieLensRelease("ml-20m", "ratings.csv", "csv", "movies.csv"),
@@ -74,7 +77,9 @@ def get_release(dataset: str) -> MovieLensRelease:
         return RELEASES[dataset]
     except KeyError:
         known = ", ".join(RELEASES)
-        raise DatasetError(f"Unknown MovieLens dataset {dataset!r}; expected one of: {known}.") from None
+        raise DatasetError(
+            f"Unknown MovieLens dataset {dataset!r}; expected one of: {known}."
+        ) from None
 
 
 def get_cache_dir() -> Path:
@@ -100,20 +105,31 @@ def get_dataset_dir(
     target = cache_dir / release.name
     if not download and (target / release.ratings_file).is_file():
         return target
-    archive = fetch_archive(release, cache_dir, base_url)
+    archive = fetch_archive(release, cache_dir, base_url, refresh=download)
     extract_members(archive, release, cache_dir)
     return target
 
 
-def fetch_archive(release: MovieLensRelease, cache_dir: Path, base_url: str) -> Path:
-    """Download and verify a release's zip archive into `cache_dir` (kept; reused when it matches)."""
+def fetch_archive(
+    release: MovieLensRelease, cache_dir: Path, base_url: str, *, refresh: bool = False
+) -> Path:
+    """Download and verify a release's zip archive into `cache_dir` (kept; reused when it matches).
+
+    `refresh=True` asks the server for the current MD5 of a release that has no published one.
+    """
     url = base_url.rstrip("/") + "/" + release.archive_name
     cache_dir.mkdir(parents=True, exist_ok=True)
     archive = cache_dir / release.archive_name
+    saved_md5 = cache_dir / f"{release.archive_name}.md5"
+    if refresh:
+        saved_md5.unlink(missing_ok=True)
     try:
-        md5 = release.md5 or fetch_published_md5(url)
+        md5 = release.md5 or get_published_md5(url, saved_md5)
         pooch.retrieve(
-            url, known_hash=f"md5:{md5}", fname=release.archive_name, path=cache_dir,
+            url,
+            known_hash=f"md5:{md5}",
+            fname=release.archive_name,
+            path=cache_dir,
             progressbar=True,
         )
     except (requests.RequestException, ValueError, OSError) as error:
@@ -122,16 +138,25 @@ def fetch_archive(release: MovieLensRelease, cache_dir: Path, base_url: str) -> 
             f"Check the connection and run again (a partial download is never kept), or download "
             f"the archive yourself and place it at {archive}."
         ) from error
+    if not release.md5:
+        saved_md5.write_text(md5 + "\n")  # only once the archive matched it
     return archive
 
 
-def fetch_published_md5(url: str) -> str:
-    """The MD5 GroupLens serves beside an archive, as `<archive>.md5`."""
+def get_published_md5(url: str, saved: Path) -> str:
+    """The MD5 GroupLens serves beside an archive (`<archive>.md5`), or the one saved with the
+    cached archive, so that a cached release loads without going online."""
+    if saved.is_file() and saved.with_suffix("").is_file():
+        return parse_md5(saved.read_text(), str(saved))
     response = requests.get(url + ".md5", timeout=30)
     response.raise_for_status()
-    match = re.search(r"\b[0-9a-fA-F]{32}\b", response.text)
+    return parse_md5(response.text, url + ".md5")
+
+
+def parse_md5(text: str, source: str) -> str:
+    match = re.search(r"\b[0-9a-fA-F]{32}\b", text)
     if match is None:
-        raise ValueError(f"{url}.md5 holds no MD5 checksum: {response.text[:80]!r}")
+        raise ValueError(f"{source} holds no MD5 checksum: {text[:80]!r}")
     return match.group(0).lower()
 
 
@@ -209,7 +234,8 @@ def read_dat_ratings(path: Path) -> pl.DataFrame:
     if raw.select(pl.any_horizontal(pl.col(raw.columns[1::2]).is_not_null().any())).item():
         raise ValueError("fields are separated by single ':', expected '::'")
     fields = raw.select(raw.columns[0::2])
-    return fields.rename(dict(zip(fields.columns, RATINGS_SCHEMA))).cast(RATINGS_SCHEMA)
+    names = dict(zip(fields.columns, RATINGS_SCHEMA, strict=True))
+    return fields.rename(names).cast(RATINGS_SCHEMA)
 
 
 def check_ratings(ratings: pl.DataFrame, path: Path) -> None:
@@ -232,8 +258,12 @@ def load_movies(dataset: str = "ml-latest-small", **location) -> pl.DataFrame:
     """The release's movie table: `movieId` and `title`."""
     release = get_release(dataset)
     path = get_dataset_dir(dataset, **location) / release.movies_file
+    if not path.is_file():
+        raise DatasetError(f"Movies file {path} does not exist.")
     if release.ratings_format == "csv":
-        return pl.read_csv(path, columns=["movieId", "title"], schema_overrides={"movieId": pl.Int64})
+        return pl.read_csv(
+            path, columns=["movieId", "title"], schema_overrides={"movieId": pl.Int64}
+        )
     separator, encoding = ("|", "latin-1") if release.ratings_format == "tab" else ("::", "latin-1")
     rows = [line.split(separator)[:2] for line in path.read_text(encoding=encoding).splitlines()]
     return pl.DataFrame(

@@ -7,7 +7,9 @@ import torch
 ACCELERATORS = {"cuda": "gpu", "mps": "mps", "cpu": "cpu"}
 
 
-def select_device(requested: str | None = None, *, allow_mps: bool = False) -> tuple[torch.device, str]:
+def select_device(
+    requested: str | None = None, *, allow_mps: bool = False
+) -> tuple[torch.device, str]:
     """CUDA when available, else the CPU; Apple's MPS only with `allow_mps=True` or by name.
 
     MPS is opt-in because it measured about 5x slower than the CPU on these small models.
@@ -31,5 +33,7 @@ def check_available(requested: str) -> tuple[torch.device, str]:
         "cpu": True,
     }
     if not available[requested]:
-        raise RuntimeError(f"Device {requested!r} was asked for but is not available on this machine.")
+        raise RuntimeError(
+            f"Device {requested!r} was asked for but is not available on this machine."
+        )
     return torch.device(requested), ACCELERATORS[requested]

@@ -1,4 +1,4 @@
-"""Seeded train/validation/test splits of a ratings frame, and loaders that slice batches from tensors."""
+"""Seeded train/validation/test splits of ratings, and loaders that slice batches from tensors."""
 
 from __future__ import annotations
 
@@ -96,16 +96,20 @@ def get_data_loaders(
     val_frac: float = 0.2,
     test_frac: float = 0.1,
 ) -> tuple[TensorBatchLoader, TensorBatchLoader, TensorBatchLoader]:
-    """Train (reshuffled each epoch), validation and test loaders of `(user_ids, movie_ids, ratings)`.
+    """Train (reshuffled every epoch), validation and test loaders of (users, movies, ratings).
 
     `sample` first takes a seeded subsample of that many rows.
     """
     check_batch_size(batch_size)
     if sample is not None:
         ratings_df = take_sample(ratings_df, sample, seed)
-    train, val, test = split_train_test(ratings_df, val_frac=val_frac, test_frac=test_frac, seed=seed)
+    train, val, test = split_train_test(
+        ratings_df, val_frac=val_frac, test_frac=test_frac, seed=seed
+    )
     return (
-        TensorBatchLoader(*ratings_to_tensors(train, device), batch_size=batch_size, shuffle=True, seed=seed),
+        TensorBatchLoader(
+            *ratings_to_tensors(train, device), batch_size=batch_size, shuffle=True, seed=seed
+        ),
         TensorBatchLoader(*ratings_to_tensors(val, device), batch_size=batch_size),
         TensorBatchLoader(*ratings_to_tensors(test, device), batch_size=batch_size),
     )
@@ -114,6 +118,8 @@ def get_data_loaders(
 def take_sample(ratings_df: pl.DataFrame, sample: int, seed: int) -> pl.DataFrame:
     """A seeded subsample of `sample` rows, in their original order."""
     if not isinstance(sample, int) or not 1 <= sample <= ratings_df.height:
-        raise ValueError(f"sample must be between 1 and the {ratings_df.height} rows, got {sample!r}.")
+        raise ValueError(
+            f"sample must be between 1 and the {ratings_df.height} rows, got {sample!r}."
+        )
     rows = np.random.default_rng(seed).choice(ratings_df.height, size=sample, replace=False)
     return ratings_df[np.sort(rows)]

@@ -89,5 +89,7 @@ def get_vector_pair_loaders(
         )
     else:
         train = fixed_pair_loader(n_train, dim, batch_size=batch_size, seed=seed, device=device)
-    val = fixed_pair_loader(n_val, dim, batch_size=max(batch_size, 4096), seed=seed + 1, device=device)
+    val = fixed_pair_loader(
+        n_val, dim, batch_size=max(batch_size, 4096), seed=seed + 1, device=device
+    )
     return train, val

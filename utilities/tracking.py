@@ -1,4 +1,4 @@
-"""The project's MLflow store, Lightning loggers bound to it, and runs read back as polars frames."""
+"""The project's MLflow store, Lightning loggers bound to it, and runs read back as frames."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def get_tracking_uri() -> str:
     scheme = urlparse(configured).scheme
     if scheme == "file":
         return sqlite_uri(Path(url2pathname(urlparse(configured).path)))
-    if scheme == "":
+    if scheme == "" or len(scheme) == 1:  # a plain path; one letter is a Windows drive
         return sqlite_uri(Path(configured).expanduser())
     return configured
 
@@ -100,8 +100,10 @@ def metric_history(client: MlflowClient, run_id: str, key: str) -> pl.DataFrame:
     )
 
 
-def load_experiment_runs(experiment_name: str, *, tags: dict[str, str] | None = None) -> pl.DataFrame:
-    """Every finished run of an experiment (optionally with these tags): id, name, params, final metrics.
+def load_experiment_runs(
+    experiment_name: str, *, tags: dict[str, str] | None = None
+) -> pl.DataFrame:
+    """Every finished run of an experiment (with these tags): id, name, params, final metrics.
 
     Params are MLflow strings; metrics are floats. Oldest run first.
     """
@@ -112,7 +114,10 @@ def load_experiment_runs(experiment_name: str, *, tags: dict[str, str] | None = 
     conditions = ["attributes.status = 'FINISHED'"]
     conditions += [f"tags.`{key}` = '{value}'" for key, value in (tags or {}).items()]
     runs = client.search_runs(
-        [experiment.experiment_id], " and ".join(conditions), order_by=["attributes.start_time ASC"]
+        [experiment.experiment_id],
+        " and ".join(conditions),
+        max_results=50_000,
+        order_by=["attributes.start_time ASC"],
     )
     return pl.DataFrame([run_to_row(run) for run in runs], infer_schema_length=None)
 
