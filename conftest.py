@@ -9,3 +9,5 @@ def pytest_configure(config) -> None:
     store = tempfile.mkdtemp(prefix="dotlab-mlflow-")
     os.environ["MLFLOW_TRACKING_URI"] = store
     os.environ["DOTLAB_QUIET"] = "1"
+    # Notebook kernels inherit this environment: a non-interactive backend would drop figures.
+    os.environ.pop("MPLBACKEND", None)

@@ -3,18 +3,14 @@ and guards that keep every test away from the project's own MLflow store and the
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from torch import nn
 
-os.environ.setdefault("MPLBACKEND", "Agg")
-
-import pytorch_lightning as pl  # noqa: E402
-
-from utilities.data import load_torch_data  # noqa: E402
+from utilities.data import load_torch_data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
