@@ -133,10 +133,11 @@ def fetch_archive(
             progressbar=True,
         )
     except (requests.RequestException, ValueError, OSError) as error:
+        by_hand = f"{archive}" + ("" if release.md5 else f" with its {saved_md5.name} beside it")
         raise DownloadError(
             f"Could not download {url}: {error}\n"
             f"Check the connection and run again (a partial download is never kept), or download "
-            f"the archive yourself and place it at {archive}."
+            f"the archive yourself and place it at {by_hand}."
         ) from error
     if not release.md5:
         saved_md5.write_text(md5 + "\n")  # only once the archive matched it
