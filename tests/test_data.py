@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import random
+import shutil
 from collections import Counter
 
 import polars as pl
@@ -325,3 +327,24 @@ def test_dataset_error_is_a_value_error():
     # Callers that catch ValueError for bad input keep working.
     assert issubclass(DatasetError, ValueError)
     assert data.DownloadError is not DatasetError
+
+
+ML_100K_COPY = os.environ.get("DOTLAB_ML100K_COPY")
+
+
+@pytest.mark.skipif(
+    not ML_100K_COPY,
+    reason="ml-100k is not bundled (its licence forbids redistribution); set DOTLAB_ML100K_COPY "
+    "to a folder holding GroupLens' ml-100k files to test the real u.data and u.item",
+)
+def test_real_ml_100k_placed_by_hand(tmp_path):
+    """GroupLens' own u.data and u.item, placed in the cache as a user without internet would."""
+    shutil.copytree(ML_100K_COPY, tmp_path / "ml-100k")
+    ratings, users, movies = load_torch_data(
+        "ml-100k", data_dir=tmp_path, base_url="http://0.0.0.0/"
+    )
+    assert (ratings.height, users.height, movies.height) == (100_000, 943, 1_682)
+    assert ratings.get_column("rating").unique().sort().to_list() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    titles = load_movies("ml-100k", data_dir=tmp_path, base_url="http://0.0.0.0/")
+    assert titles.height == 1_682
+    assert titles.row(0) == (1, "Toy Story (1995)")
