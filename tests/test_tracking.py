@@ -132,6 +132,8 @@ def test_load_experiment_runs(store):
     assert runs.get_column("dim").to_list() == ["4", "8"]
     assert runs.get_column("val_loss").to_list() == [0.7, 0.2]  # the last value logged
     assert runs.schema["val_loss"] == pl.Float64
+    assert runs.get_column("model").to_list() == ["mlp", "dot"]  # our tags, not MLflow's own
+    assert not [column for column in runs.columns if column.startswith("mlflow.")]
 
     mlp = load_experiment_runs("runs-table", tags={"model": "mlp"})
     assert mlp.get_column("run_id").to_list() == [first]

@@ -103,7 +103,7 @@ def metric_history(client: MlflowClient, run_id: str, key: str) -> pl.DataFrame:
 def load_experiment_runs(
     experiment_name: str, *, tags: dict[str, str] | None = None
 ) -> pl.DataFrame:
-    """Every finished run of an experiment (with these tags): id, name, params, final metrics.
+    """Every finished run of an experiment (with these tags): id, name, tags, params, metrics.
 
     Params are MLflow strings; metrics are floats. Oldest run first.
     """
@@ -123,10 +123,13 @@ def load_experiment_runs(
 
 
 def run_to_row(run) -> dict[str, object]:
+    """Id, name, status, the tags we set (not MLflow's own), params and final metrics."""
+    tags = {key: value for key, value in run.data.tags.items() if not key.startswith("mlflow.")}
     return {
         "run_id": run.info.run_id,
         "run_name": run.info.run_name,
         "status": run.info.status,
+        **tags,
         **run.data.params,
         **run.data.metrics,
     }
