@@ -12,6 +12,7 @@ import torch
 from mlflow import MlflowClient
 
 import utilities
+import utilities.tracking as tracking
 from utilities.synthetic import fixed_pair_loader
 from utilities.tracking import (
     get_mlflow_logger,
@@ -208,3 +209,15 @@ def test_training_logs_to_df_matches_what_was_logged(store, tmp_path, pair_regre
     assert runs.get_column("run_id").to_list() == [logger.run_id]
     assert runs.get_column("lr").to_list() == ["0.1"]  # save_hyperparameters reached MLflow
     assert runs.item(0, "val_loss") == pytest.approx(by_hand.losses[-1], rel=1e-5)
+
+
+def test_store_of_an_installed_copy_is_found_from_the_working_directory(tmp_path, monkeypatch):
+    """Outside a checkout, the store is `mlruns/` beside the nearest pyproject.toml above."""
+    monkeypatch.setattr(tracking, "PROJECT_ROOT", tmp_path / "site-packages")
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("")
+    monkeypatch.chdir(project / "notebooks")
+    assert tracking.get_store_dir() == project / "mlruns"
+    monkeypatch.chdir(tmp_path)
+    assert tracking.get_store_dir() == tmp_path / "mlruns"

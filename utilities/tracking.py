@@ -22,8 +22,17 @@ logging.getLogger("pytorch_lightning.loggers.mlflow").setLevel(logging.ERROR)
 
 
 def get_store_dir() -> Path:
-    """The folder of the project's own store: `mlruns/` at the repository root."""
-    return PROJECT_ROOT / "mlruns"
+    """The folder of the project's own store: `mlruns/` at the repository root.
+
+    The root is where this package lies in a checkout (an editable install); for a copy
+    installed into site-packages, the nearest folder above the working directory with a
+    `pyproject.toml`, else the working directory.
+    """
+    if (PROJECT_ROOT / "pyproject.toml").is_file():
+        return PROJECT_ROOT / "mlruns"
+    here = Path.cwd()
+    root = next((p for p in (here, *here.parents) if (p / "pyproject.toml").is_file()), here)
+    return root / "mlruns"
 
 
 def get_tracking_uri() -> str:
