@@ -265,12 +265,11 @@ def load_movies(dataset: str = "ml-latest-small", **location) -> pl.DataFrame:
         return pl.read_csv(
             path, columns=["movieId", "title"], schema_overrides={"movieId": pl.Int64}
         )
-    separator, encoding = ("|", "latin-1") if release.ratings_format == "tab" else ("::", "latin-1")
-    rows = [line.split(separator)[:2] for line in path.read_text(encoding=encoding).splitlines()]
-    return pl.DataFrame(
-        {"movieId": [int(row[0]) for row in rows if row[0]], "title": [r[1] for r in rows if r[0]]},
-        schema={"movieId": pl.Int64, "title": pl.String},
-    )
+    # u.item (`|`) and movies.dat (`::`) are Latin-1 text: take id and title of each line.
+    separator = "|" if release.ratings_format == "tab" else "::"
+    lines = [line for line in path.read_text(encoding="latin-1").splitlines() if line]
+    rows = [line.split(separator, 2)[:2] for line in lines]
+    return pl.DataFrame(rows, schema={"movieId": pl.Int64, "title": pl.String}, orient="row")
 
 
 def keep_top_movies(ratings: pl.DataFrame, top_n_movies: int) -> pl.DataFrame:
