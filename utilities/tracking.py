@@ -82,6 +82,13 @@ def get_client() -> MlflowClient:
     return MlflowClient(tracking_uri=get_tracking_uri())
 
 
+def log_run_metrics(run_id: str, metrics: dict[str, float]) -> None:
+    """Add final metrics (e.g. evaluations after training) to a run, finished or not."""
+    client = get_client()
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, float(value))
+
+
 def training_logs_to_df(run_id: str) -> pl.DataFrame:
     """A run's `<dataset>_loss` histories as one long frame: `epoch`, `step`, `loss`, `dataset`.
 

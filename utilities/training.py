@@ -6,12 +6,14 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterable
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 
 from utilities.device import select_device
+from utilities.tracking import get_mlflow_logger
 
 for _name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -72,3 +74,27 @@ def make_trainer(
         num_sanity_val_steps=0,
         **trainer_kwargs,
     )
+
+
+def fit_tracked(
+    model: pl.LightningModule,
+    train_loader: Iterable,
+    val_loader: Iterable | None = None,
+    *,
+    experiment: str,
+    max_epochs: int,
+    tags: dict[str, str] | None = None,
+    params: dict[str, object] | None = None,
+    **trainer_kwargs,
+) -> str:
+    """Fit `model` with `make_trainer` as one MLflow run of `experiment`; returns its run id.
+
+    `tags` label the run (e.g. the notebook execution and part); `params` are logged beside
+    the model's own hyperparameters.
+    """
+    logger = get_mlflow_logger(experiment, tags=tags)
+    if params:
+        logger.log_hyperparams(params)
+    trainer = make_trainer(max_epochs=max_epochs, logger=logger, **trainer_kwargs)
+    trainer.fit(model, train_loader, val_loader)
+    return logger.run_id

@@ -1,0 +1,97 @@
+"""The dot-product MLP and the probes of its ReLU layers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from utilities.models import (
+    DotProductMLP,
+    count_parameters,
+    dead_unit_fractions,
+    linear_gradient_norms,
+    relu_outputs,
+)
+from utilities.training import fit_tracked, seed_everything
+
+
+@pytest.mark.parametrize(
+    ("dim", "layers", "feature", "expected"),
+    [
+        (4, [], False, 8 + 1),
+        (4, [], True, 12 + 1),
+        (2, [3], False, (4 * 3 + 3) + (3 + 1)),
+        (3, [1] * 3, True, (9 + 1) + 2 * (1 + 1) + (1 + 1)),
+    ],
+)
+def test_parameter_counts_by_hand(dim, layers, feature, expected):
+    model = DotProductMLP(dim, layers, incl_multiplication=feature)
+    assert count_parameters(model) == expected
+
+
+def test_no_relu_after_the_output_layer():
+    net = DotProductMLP(2, [5, 5]).net
+    assert [type(layer) for layer in net] == [nn.Linear, nn.ReLU, nn.Linear, nn.ReLU, nn.Linear]
+
+
+def test_a_linear_model_with_unit_weights_on_the_product_is_the_dot_product():
+    model = DotProductMLP(3, [], incl_multiplication=True)
+    with torch.no_grad():
+        model.net[0].weight.copy_(torch.tensor([[0, 0, 0, 0, 0, 0, 1, 1, 1.0]]))
+        model.net[0].bias.zero_()
+    a, b = torch.randn(5, 3), torch.randn(5, 3)
+    assert torch.allclose(model(a, b), (a * b).sum(1))
+
+
+def test_training_logs_per_epoch_means_that_match_a_direct_evaluation(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from utilities.splits import TensorBatchLoader
+    from utilities.tracking import load_experiment_runs, training_logs_to_df
+
+    seed_everything(0)
+    a, b = torch.randn(100, 2), torch.randn(100, 2)
+    y = (a * b).sum(1)
+    model = DotProductMLP(2, [8], learning_rate=0.0)  # lr 0: the loss is the same every epoch
+    train = TensorBatchLoader(a, b, y, batch_size=30)  # uneven last batch: 30, 30, 30, 10
+    run_id = fit_tracked(model, train, train, experiment="mean-test", max_epochs=2)
+    with torch.no_grad():
+        direct = nn.functional.mse_loss(model(a, b), y).item()
+    logs = training_logs_to_df(run_id)
+    assert logs.height == 4 and sorted(set(logs["dataset"])) == ["train", "val"]
+    assert logs["loss"].to_list() == pytest.approx([direct] * 4, rel=1e-5)
+    assert load_experiment_runs("mean-test").item(0, "val_loss") == pytest.approx(direct, rel=1e-5)
+
+
+def test_relu_outputs_match_a_manual_forward_pass():
+    torch.manual_seed(0)
+    net = DotProductMLP(2, [3, 2]).net
+    x = torch.randn(7, 4)
+    first = torch.relu(net[0](x))
+    second = torch.relu(net[2](first))
+    outputs = relu_outputs(net, x)
+    assert len(outputs) == 2
+    assert torch.equal(outputs[0], first) and torch.equal(outputs[1], second)
+
+
+def test_dead_unit_fractions_count_units_zero_on_every_input():
+    net = nn.Sequential(nn.Linear(1, 4), nn.ReLU(), nn.Linear(4, 1))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0], [-1.0], [0.0], [0.0]]))
+        net[0].bias.copy_(torch.tensor([0.0, 0.0, -1.0, 1.0]))
+    x = torch.tensor([[-2.0], [3.0]])
+    # unit 0: relu(x) is 3 for x=3; unit 1: relu(-x) is 2 for x=-2; unit 2 always 0; unit 3 always 1
+    assert dead_unit_fractions(net, x) == [0.25]
+
+
+def test_a_dead_layer_stops_every_gradient_before_it():
+    net = DotProductMLP(2, [3, 1, 3]).net
+    with torch.no_grad():
+        net[2].weight.zero_()
+        net[2].bias.fill_(-1.0)  # the width-1 layer is dead for every input
+    x, y = torch.randn(16, 4), torch.randn(16)
+    norms = linear_gradient_norms(net, x, y)
+    assert norms[0] == norms[1] == 0
+    assert norms[3] == 0  # the output layer sees only a constant, but its bias learns
+    assert net[0].weight.grad is None  # gradients are cleared afterwards
+    assert dead_unit_fractions(net, x)[1] == 1.0
