@@ -1,6 +1,25 @@
 """Shared code of the dotlab notebooks: MovieLens data, splits and loaders, vector pairs,
-device selection, MLflow tracking, the trainer factory and plots."""
+device selection, MLflow tracking, the trainer factory, plots and the rating models."""
 
+from utilities.collab import (
+    COMPARISON_MODELS,
+    CollabNN,
+    RatingModel,
+    SigmoidDot,
+    count_parameters,
+    evaluate_mean_baseline,
+    evaluate_mse,
+    get_embedding_size,
+    get_rating_range,
+    load_comparison,
+    log_comparison,
+    make_collab_nn,
+    make_sigmoid_dot,
+    predict_ratings,
+    sigmoid_range,
+    train_for_comparison,
+    train_rating_model,
+)
 from utilities.data import (
     DatasetError,
     DownloadError,
@@ -27,6 +46,23 @@ from utilities.tracking import (
 from utilities.training import make_trainer, seed_everything
 
 __all__ = [
+    "COMPARISON_MODELS",
+    "CollabNN",
+    "RatingModel",
+    "SigmoidDot",
+    "count_parameters",
+    "evaluate_mean_baseline",
+    "evaluate_mse",
+    "get_embedding_size",
+    "get_rating_range",
+    "load_comparison",
+    "log_comparison",
+    "make_collab_nn",
+    "make_sigmoid_dot",
+    "predict_ratings",
+    "sigmoid_range",
+    "train_for_comparison",
+    "train_rating_model",
     "DatasetError",
     "DownloadError",
     "FreshPairLoader",
