@@ -2,7 +2,10 @@
 device selection, MLflow tracking, the trainer factory, plots and the rating models."""
 
 from utilities.collab import (
+    COLLAB_NN_RECIPE,
     COMPARISON_MODELS,
+    EARLY_STOPPING,
+    SIGMOID_DOT_RECIPE,
     CollabNN,
     RatingModel,
     SigmoidDot,
@@ -13,6 +16,7 @@ from utilities.collab import (
     get_rating_range,
     load_comparison,
     log_comparison,
+    log_comparison_from_run,
     make_collab_nn,
     make_sigmoid_dot,
     predict_ratings,
@@ -46,6 +50,9 @@ from utilities.tracking import (
 from utilities.training import make_trainer, seed_everything
 
 __all__ = [
+    "COLLAB_NN_RECIPE",
+    "EARLY_STOPPING",
+    "SIGMOID_DOT_RECIPE",
     "COMPARISON_MODELS",
     "CollabNN",
     "RatingModel",
@@ -57,6 +64,7 @@ __all__ = [
     "get_rating_range",
     "load_comparison",
     "log_comparison",
+    "log_comparison_from_run",
     "make_collab_nn",
     "make_sigmoid_dot",
     "predict_ratings",
