@@ -29,6 +29,15 @@ class EpochMeanLoss(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         self.log_epoch_mean("train")
 
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        """The batch itself when its tensors are already on `device`: skips Lightning's
+        generic walk over the batch on every step."""
+        if isinstance(batch, tuple | list) and all(
+            isinstance(t, torch.Tensor) and t.device == device for t in batch
+        ):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def on_validation_epoch_end(self) -> None:
         self.log_epoch_mean("val")
 
