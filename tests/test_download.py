@@ -116,13 +116,15 @@ def test_download_parses_and_is_cached(httpserver, base_url, cache, monkeypatch,
     if release.md5 is None:
         expected_requests.insert(0, f"/{dataset}.zip.md5")
     assert requested(httpserver) == expected_requests
-    # the verified archive (with the MD5 it matched, where none is published) and the two
-    # extracted files; no temporary leftovers
+    # the verified archive (with the MD5 it matched, where none is published), the two
+    # extracted files and the ratings' Parquet copy; no temporary leftovers
+    parquet = data.get_parquet_path(cache / dataset / release.ratings_file)
     expected_files = [
         f"{dataset}.zip",
         dataset,
         f"{dataset}/{release.ratings_file}",
         f"{dataset}/{release.movies_file}",
+        str(parquet.relative_to(cache)),
     ]
     if release.md5 is None:
         expected_files.append(f"{dataset}.zip.md5")

@@ -249,10 +249,63 @@ def check_ratings(ratings: pl.DataFrame, path: Path) -> None:
 
 
 def load_ratings(dataset: str = "ml-latest-small", **location) -> pl.DataFrame:
-    """All ratings of a release, in its file's order. `location`: see `get_dataset_dir`."""
+    """All ratings of a release, in its file's order. `location`: see `get_dataset_dir`.
+
+    Downloaded releases are parsed once into a Parquet copy beside their files.
+    """
     release = get_release(dataset)
     folder = get_dataset_dir(dataset, **location)
-    return read_ratings_file(folder / release.ratings_file, release.ratings_format)
+    path = folder / release.ratings_file
+    if folder == BUNDLED_DIR / release.name:
+        return read_ratings_file(path, release.ratings_format)
+    return read_ratings_cached(path, release.ratings_format)
+
+
+def read_ratings_cached(path: Path, ratings_format: str) -> pl.DataFrame:
+    """`read_ratings_file` through a Parquet copy, rebuilt when the source file changes or the
+    copy cannot be read."""
+    if not path.is_file():
+        raise DatasetError(f"Ratings file {path} does not exist.")
+    cache = get_parquet_path(path)
+    ratings = read_parquet_ratings(cache) if cache.is_file() else None
+    if ratings is None:
+        ratings = read_ratings_file(path, ratings_format)
+        write_parquet_atomically(ratings, cache)
+    return ratings
+
+
+def get_parquet_path(path: Path) -> Path:
+    """The Parquet copy of `path`, named after the source's size and modification time."""
+    stat = path.stat()
+    return path.with_name(f"{path.name}.{stat.st_size}-{stat.st_mtime_ns}.parquet")
+
+
+def read_parquet_ratings(cache: Path) -> pl.DataFrame | None:
+    """The cached ratings, or None when the file is unreadable or has another schema."""
+    try:
+        ratings = pl.read_parquet(cache)
+    except (OSError, pl.exceptions.PolarsError):
+        return None
+    return ratings if ratings.schema == pl.Schema(RATINGS_SCHEMA) else None
+
+
+def write_parquet_atomically(ratings: pl.DataFrame, cache: Path) -> None:
+    """Write `cache` through a temporary file and a rename, then drop stale copies; a folder
+    that cannot be written to leaves the cache out."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=cache.parent, suffix=".tmp", delete=False) as file:
+            temporary = Path(file.name)
+        try:
+            ratings.write_parquet(temporary)
+            os.replace(temporary, cache)
+        finally:
+            temporary.unlink(missing_ok=True)
+    except OSError:
+        return
+    source = cache.name.rsplit(".", 2)[0]
+    for stale in cache.parent.glob(f"{source}.*.parquet"):
+        if stale != cache:
+            stale.unlink(missing_ok=True)
 
 
 def load_movies(dataset: str = "ml-latest-small", **location) -> pl.DataFrame:
@@ -302,6 +355,11 @@ def load_torch_data(
     ratings = load_ratings(dataset, **location)
     if top_n_movies is not None:
         ratings = keep_top_movies(ratings, top_n_movies)
+    return map_ids(ratings)
+
+
+def map_ids(ratings: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """`ratings` with contiguous `userIdMapped`/`movieIdMapped` columns, and the two mappings."""
     user_id_mapping = make_id_mapping(ratings, "userId")
     movie_id_mapping = make_id_mapping(ratings, "movieId")
     ratings = ratings.join(user_id_mapping, on="userId", how="left", maintain_order="left").join(

@@ -29,6 +29,15 @@ class EpochMeanLoss(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         self.log_epoch_mean("train")
 
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        """The batch itself when its tensors are already on `device`: skips Lightning's
+        generic walk over the batch on every step."""
+        if isinstance(batch, tuple | list) and all(
+            isinstance(t, torch.Tensor) and t.device == device for t in batch
+        ):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
     def on_validation_epoch_end(self) -> None:
         self.log_epoch_mean("val")
 
@@ -36,7 +45,26 @@ class EpochMeanLoss(L.LightningModule):
         self.log_epoch_mean("test")
 
 
-class DotProductMLP(EpochMeanLoss):
+class PairRegressor(EpochMeanLoss):
+    """MSE on batches `(x, y, target)` of any model `forward(x, y) -> prediction`."""
+
+    def step(self, batch: tuple[torch.Tensor, ...], stage: str) -> torch.Tensor:
+        *inputs, target = batch
+        loss = F.mse_loss(self(*inputs), target)
+        self.record(stage, loss, len(target))
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self.step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self.step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self.step(batch, "test")
+
+
+class DotProductMLP(PairRegressor):
     """An MLP on `[a, b]` (or `[a, b, a*b]`) predicting `a·b`, trained with MSE and Adam.
 
     `layer_sizes` are the hidden widths (empty: a single linear layer), ReLU between layers.
@@ -60,21 +88,6 @@ class DotProductMLP(EpochMeanLoss):
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         features = [a, b, a * b] if self.hparams.incl_multiplication else [a, b]
         return self.net(torch.cat(features, dim=1)).squeeze(1)
-
-    def step(self, batch: tuple[torch.Tensor, ...], name: str) -> torch.Tensor:
-        a, b, y = batch
-        loss = F.mse_loss(self(a, b), y)
-        self.record(name, loss, len(y))
-        return loss
-
-    def training_step(self, batch, batch_idx):
-        return self.step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        self.step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self.step(batch, "test")
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.learning_rate, fused=True)

@@ -66,7 +66,7 @@ class TensorBatchLoader:
         tensors = self.tensors
         if self.shuffle:
             order = torch.randperm(len(tensors[0]), generator=self.generator)
-            tensors = tuple(tensor[order.to(tensor.device)] for tensor in tensors)
+            tensors = tuple(tensor.index_select(0, order.to(tensor.device)) for tensor in tensors)
         for start in range(0, len(tensors[0]), self.batch_size):
             yield tuple(tensor[start : start + self.batch_size] for tensor in tensors)
 
