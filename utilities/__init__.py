@@ -42,7 +42,7 @@ from utilities.tracking import (
     log_run_metrics,
     training_logs_to_df,
 )
-from utilities.training import fit_tracked, make_trainer, seed_everything
+from utilities.training import DivergenceError, fit_tracked, make_trainer, seed_everything
 
 __all__ = [
     "NOISE_SD",
@@ -61,6 +61,7 @@ __all__ = [
     "train_reference_mlp",
     "run_sweep",
     "DatasetError",
+    "DivergenceError",
     "DownloadError",
     "FreshPairLoader",
     "TensorBatchLoader",
