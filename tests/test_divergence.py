@@ -26,18 +26,24 @@ def batches(n: int) -> TensorBatchLoader:
 
 
 class NanAt(pl.LightningModule):
-    """Loss `(w - 1)^2`, made NaN (or `bad_value`) at global step `bad_step`; counts its steps."""
+    """Loss `(w - 1)^2`, plus `bad_value` (NaN by default) at step `bad_step`; counts steps."""
 
-    def __init__(self, bad_step: int, bad_value: float = float("nan"), bad_val: bool = False):
+    def __init__(
+        self,
+        bad_step: int,
+        bad_value: float = float("nan"),
+        bad_val: bool = False,
+        dtype: torch.dtype = torch.float32,
+    ):
         super().__init__()
-        self.w = nn.Parameter(torch.zeros(()))
+        self.w = nn.Parameter(torch.zeros((), dtype=dtype))
         self.bad_step, self.bad_value, self.bad_val = bad_step, bad_value, bad_val
         self.steps_run = 0
 
     def training_step(self, batch, batch_idx):
         self.steps_run += 1
         loss = (self.w - 1) ** 2
-        return loss * self.bad_value if self.global_step == self.bad_step else loss
+        return loss + self.bad_value if self.global_step == self.bad_step else loss
 
     def validation_step(self, batch, batch_idx):
         loss = (self.w - 1) ** 2
@@ -123,3 +129,9 @@ def test_finite_losses_train_to_the_end(tmp_path):
     module = NanAt(bad_step=-1)
     make_trainer(max_epochs=3, default_root_dir=tmp_path).fit(module, batches(7), batches(2))
     assert module.steps_run == 21
+
+
+def test_a_large_finite_float64_loss_is_not_divergence(tmp_path):
+    module = NanAt(bad_step=3, bad_value=1e300, dtype=torch.float64)  # inf only in float32
+    make_trainer(max_epochs=1, default_root_dir=tmp_path).fit(module, batches(5))
+    assert module.steps_run == 5

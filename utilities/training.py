@@ -63,7 +63,7 @@ class StopOnDivergence(Callback):
         if not isinstance(loss, torch.Tensor):
             return
         if self.losses is None or self.losses.device != loss.device:
-            self.losses = torch.empty(self.check_every, device=loss.device)
+            self.losses = torch.empty(self.check_every, device=loss.device, dtype=loss.dtype)
         self.losses[len(self.places)] = loss.detach()
         self.places.append((self.step, trainer.current_epoch, batch_idx))
         if len(self.places) == self.check_every:
@@ -111,9 +111,12 @@ def describe_run(trainer: pl.Trainer) -> str:
     """The MLflow run a trainer logs to, as `run <name> (<id>) of experiment <name>`."""
     for logger in trainer.loggers:
         if isinstance(logger, MLFlowLogger) and logger.run_id:
-            client = logger.experiment
-            run_name = client.get_run(logger.run_id).info.run_name
-            experiment = client.get_experiment(logger.experiment_id).name
+            try:
+                client = logger.experiment
+                run_name = client.get_run(logger.run_id).info.run_name
+                experiment = client.get_experiment(logger.experiment_id).name
+            except Exception:  # the store is unreachable: the id still names the run
+                return f"MLflow run {logger.run_id}"
             return f"MLflow run {run_name!r} ({logger.run_id}) of experiment {experiment!r}"
     return "a fit with no MLflow logger attached"
 
