@@ -145,3 +145,10 @@ def test_executing_computes_the_outputs_the_index_reads(tmp_path):
     assert Image.open(tmp_path / "site" / "thumbnails" / "fresh.png").width == 360
     saved = nbformat.read(notebook, as_version=4)
     assert saved.cells[1].outputs == []  # the source notebook is left as it was
+
+
+def test_a_failing_cell_names_the_notebook(tmp_path):
+    bad = write_notebook(tmp_path / "bad.ipynb", new_code_cell("1 / 0"))
+    with pytest.raises(ReportError, match="bad.ipynb: a cell failed(.|\n)*ZeroDivisionError"):
+        build_site([bad], tmp_path / "site", execute=True)
+    assert not (tmp_path / "site" / "index.html").exists()

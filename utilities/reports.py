@@ -18,6 +18,7 @@ from pathlib import Path
 import nbformat
 from jinja2 import DictLoader
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 from nbconvert import HTMLExporter
 from nbconvert.filters import markdown2html
 from PIL import Image
@@ -174,7 +175,10 @@ def build_page(path: Path, output_dir: Path, *, execute: bool) -> Entry:
     """Write one notebook's page and thumbnail; return its index entry."""
     nb = nbformat.read(path, as_version=4)
     if execute:
-        nb = execute_notebook(nb, path.parent)
+        try:
+            nb = execute_notebook(nb, path.parent)
+        except CellExecutionError as error:
+            raise ReportError(f"{path}: a cell failed while executing it:\n{error}") from error
     entry = Entry(path.stem, read_question(nb, path.name), read_headline(nb, path.name))
     thumbnail = make_thumbnail(read_main_figure(nb, path.name))
     write_atomically(output_dir / "thumbnails" / f"{path.stem}.png", thumbnail)
