@@ -321,3 +321,57 @@ def test_interrupted_extraction_leaves_no_partial_file(httpserver, base_url, cac
     monkeypatch.setattr(data.shutil, "copyfileobj", copy)
     assert load_ratings("ml-100k", data_dir=cache, base_url=base_url).rows() == RATINGS
     assert requested(httpserver) == ["/ml-100k.zip"]
+
+
+# ---------------------------------------------------------------- every failure, then a retry
+
+
+def fail_once(httpserver, dataset: str, archive: bytes, failure: str) -> str:
+    """Make the first download of `dataset` fail as `failure`; returns the base URL to use."""
+    if failure == "refused":
+        return f"http://127.0.0.1:{closed_port()}/"
+    if data.RELEASES[dataset].md5 is None:
+        httpserver.expect_oneshot_request(f"/{dataset}.zip.md5").respond_with_data(md5(archive))
+    first = httpserver.expect_oneshot_request(f"/{dataset}.zip")
+    if failure == "server error":
+        first.respond_with_data("unavailable", status=503)
+    elif failure == "wrong checksum":
+        first.respond_with_data(make_archive(dataset, {"u.data": b"1\t2\t3\t4\n"}))
+    else:  # truncated
+        first.respond_with_data(archive[:-100])
+    return httpserver.url_for("/")
+
+
+@pytest.mark.parametrize("failure", ["refused", "server error", "wrong checksum", "truncated"])
+@pytest.mark.parametrize("dataset", ["ml-100k", "ml-20m"])  # a published MD5, and a served one
+def test_a_failed_download_says_what_to_do_keeps_nothing_and_a_retry_succeeds(
+    httpserver, cache, monkeypatch, dataset, failure
+):
+    archive = make_archive(dataset)
+    if data.RELEASES[dataset].md5 is not None:
+        pin_md5(monkeypatch, dataset, archive)
+    failing_url = fail_once(httpserver, dataset, archive, failure)
+    with pytest.raises(DownloadError) as caught:
+        load_ratings(dataset, data_dir=cache, base_url=failing_url)
+    message = str(caught.value)
+    assert f"Could not download {failing_url}{dataset}.zip" in message
+    assert f"place it at {cache / f'{dataset}.zip'}" in message
+    assert (f"with its {dataset}.zip.md5 beside it" in message) == (dataset == "ml-20m")
+    assert files_under(cache) == []
+
+    serve(httpserver, dataset, archive)
+    assert load_ratings(dataset, data_dir=cache, base_url=httpserver.url_for("/")).rows() == RATINGS
+
+
+@pytest.mark.parametrize("dataset", ["ml-100k", "ml-20m"])
+def test_an_archive_placed_by_hand_is_used_offline(cache, monkeypatch, dataset):
+    """What the error message tells the user to do works without any server."""
+    archive = make_archive(dataset)
+    cache.mkdir()
+    (cache / f"{dataset}.zip").write_bytes(archive)
+    if data.RELEASES[dataset].md5 is not None:
+        pin_md5(monkeypatch, dataset, archive)
+    else:
+        (cache / f"{dataset}.zip.md5").write_text(f"{md5(archive)}  {dataset}.zip\n")
+    offline = f"http://127.0.0.1:{closed_port()}/"
+    assert load_ratings(dataset, data_dir=cache, base_url=offline).rows() == RATINGS

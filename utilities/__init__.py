@@ -64,7 +64,7 @@ from utilities.tracking import (
     log_run_metrics,
     training_logs_to_df,
 )
-from utilities.training import fit_tracked, make_trainer, seed_everything
+from utilities.training import DivergenceError, fit_tracked, make_trainer, seed_everything
 
 __all__ = [
     "NOISE_SD",
@@ -103,6 +103,7 @@ __all__ = [
     "train_for_comparison",
     "train_rating_model",
     "DatasetError",
+    "DivergenceError",
     "DownloadError",
     "FreshPairLoader",
     "TensorBatchLoader",

@@ -1,0 +1,93 @@
+"""Re-running a notebook gives the same compared outputs: a short notebook that trains the way
+the project's notebooks do (seeded, tracked by MLflow, read back) is executed twice in fresh
+kernels, and every output nbval would compare is identical after `notebooks/sanitize.cfg`."""
+
+from __future__ import annotations
+
+import configparser
+import re
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from utilities.reports import execute_notebook
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+IGNORE = "# NBVAL_IGNORE_OUTPUT"
+COMPARED = ("text/plain", "text/markdown", "text/html")  # nbval skips images by default
+
+CELLS = [
+    """\
+import polars as pl
+from IPython.display import Markdown, display
+
+from utilities import (
+    DotProductMLP,
+    fit_tracked,
+    get_vector_pair_loaders,
+    seed_everything,
+    training_logs_to_df,
+)
+
+seed_everything(0)
+train, val = get_vector_pair_loaders(4, n_train=2048, n_val=512, batch_size=128)""",
+    """\
+run_id = fit_tracked(
+    DotProductMLP(4, [32, 32], learning_rate=3e-3), train, val, experiment="determinism",
+    max_epochs=3,
+)
+print(run_id)  # differs per run: sanitize.cfg replaces it""",
+    """\
+logs = training_logs_to_df(run_id)
+with pl.Config(float_precision=10, tbl_rows=20):
+    print(logs)""",
+    """\
+final = logs.filter(pl.col("dataset") == "val")["loss"][-1]
+display(Markdown(f"**Conclusion.** validation MSE {final:.10f}"))
+final""",
+    f"""\
+{IGNORE}
+import os, time
+print(os.getpid(), time.time_ns())""",
+]
+
+
+def load_sanitizers() -> list[tuple[re.Pattern, str]]:
+    config = configparser.ConfigParser()
+    config.read(REPO_ROOT / "notebooks" / "sanitize.cfg")
+    sections = [config[name] for name in config.sections()]
+    return [(re.compile(section["regex"]), section["replace"]) for section in sections]
+
+
+def compared_outputs(nb: nbformat.NotebookNode, ignored: bool = False) -> list[list[str]]:
+    """Per code cell (those with the ignore marker when `ignored`), its sanitised output texts."""
+    sanitizers = load_sanitizers()
+    cells = [c for c in nb.cells if c.cell_type == "code" and (IGNORE in c.source) == ignored]
+    texts = []
+    for cell in cells:
+        outputs = [out.get("text", "") for out in cell.outputs if out.output_type == "stream"]
+        data = [out.data for out in cell.outputs if "data" in out]
+        outputs += [item[key] for item in data for key in COMPARED if key in item]
+        for pattern, replacement in sanitizers:
+            outputs = [pattern.sub(replacement, text) for text in outputs]
+        texts.append(outputs)
+    return texts
+
+
+def test_two_runs_give_the_same_compared_outputs(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", str(tmp_path / "store"))
+    notebook = new_notebook(cells=[new_markdown_cell("# Determinism")])
+    notebook.cells += [new_code_cell(source) for source in CELLS]
+    first, second = (execute_notebook(nbformat.from_dict(notebook), tmp_path) for _ in range(2))
+
+    errors = [o for c in first.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert errors == []
+    assert compared_outputs(first) == compared_outputs(second)
+    run_ids = [cell.cells[2].outputs[0].text.strip() for cell in (first, second)]
+    assert run_ids[0] != run_ids[1]  # two real executions, two MLflow runs
+    assert compared_outputs(first)[1] == ["RUN-ID\n"]
+    headline = re.compile(r"\*\*Conclusion.\*\* validation MSE \d\.\d{10}")
+    assert any(headline.fullmatch(text) for text in compared_outputs(first)[3])
+    assert compared_outputs(first)[2][0].count(" val ") == 3  # the loss history, compared
+    assert compared_outputs(first, ignored=True) != compared_outputs(second, ignored=True)

@@ -1,0 +1,154 @@
+"""The report site, built from tiny hand-made notebooks: the index reads each notebook's
+question, conclusion and main figure from its outputs."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from PIL import Image
+
+from utilities.reports import ReportError, build_site, main, make_thumbnail
+
+
+def png(colour: str, size: tuple[int, int] = (800, 400)) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def figure_cell(colour: str, tags: list[str] | None = None):
+    output = new_output("display_data", data={"image/png": png(colour), "text/plain": "<Figure>"})
+    return new_code_cell("plt.show()", outputs=[output], metadata={"tags": tags or []})
+
+
+def conclusion_cell(text: str):
+    output = new_output("display_data", data={"text/markdown": text, "text/plain": "<Markdown>"})
+    return new_code_cell("display(Markdown(...))", outputs=[output])
+
+
+def write_notebook(path, *cells):
+    nbformat.write(new_notebook(cells=list(cells)), path)
+    return path
+
+
+def tiny_notebook(path, *, figure_tags=None):
+    return write_notebook(
+        path,
+        new_markdown_cell("Some words first.\n\n# Is `x` larger than 1?\n\nThe claim."),
+        figure_cell("red", tags=figure_tags),
+        figure_cell("blue"),
+        conclusion_cell("\n**Conclusion.** Yes: *x* = 42.\n\nA second paragraph of caveats."),
+    )
+
+
+def pixel(path) -> tuple[int, int, int]:
+    return Image.open(path).convert("RGB").getpixel((10, 10))
+
+
+def test_the_index_lists_question_headline_thumbnail_and_link(tmp_path):
+    notebook = tiny_notebook(tmp_path / "01_tiny.ipynb")
+    index = build_site([notebook], tmp_path / "site", execute=False)
+    assert index == tmp_path / "site" / "index.html"
+    text = index.read_text()
+    assert "Is <code>x</code> larger than 1?" in text
+    assert "Yes: <em>x</em> = 42." in text
+    assert "second paragraph" not in text  # the headline is the first paragraph only
+    assert "**Conclusion.**" not in text
+    assert 'href="01_tiny.html"' in text and 'src="thumbnails/01_tiny.png"' in text
+    assert "saved in the notebook" in text
+    thumbnail = tmp_path / "site" / "thumbnails" / "01_tiny.png"
+    assert Image.open(thumbnail).size == (360, 180)  # scaled down, aspect kept
+    assert pixel(thumbnail) == (0, 0, 255)  # untagged: the last figure, the one before the results
+    page = (tmp_path / "site" / "01_tiny.html").read_text()
+    inline = re.findall(r'<img[^>]*src="data:image/png;base64', page)
+    assert len(inline) == 2  # figures inline: the page stands alone
+    assert 'href="index.html"' in page
+    assert "cdnjs" not in page and "<script src=" not in page  # loads complete offline
+
+
+def test_a_tagged_cell_is_the_main_figure(tmp_path):
+    notebook = tiny_notebook(tmp_path / "a.ipynb", figure_tags=["main-figure"])
+    build_site([notebook], tmp_path / "site", execute=False)
+    assert pixel(tmp_path / "site" / "thumbnails" / "a.png") == (255, 0, 0)
+
+
+def test_notebooks_are_listed_in_the_order_given(tmp_path):
+    paths = [tiny_notebook(tmp_path / f"{name}.ipynb") for name in ("b", "a", "c")]
+    text = build_site(paths, tmp_path / "site", execute=False).read_text()
+    assert text.index('id="b"') < text.index('id="a"') < text.index('id="c"')
+    assert sorted(p.name for p in (tmp_path / "site").glob("*.html")) == [
+        "a.html",
+        "b.html",
+        "c.html",
+        "index.html",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("drop", "message"),
+    [
+        (1, "no title heading"),
+        (4, "no output starting with '\\*\\*Conclusion.\\*\\*'; was the notebook executed"),
+        (2, "no figure"),
+    ],
+)
+def test_a_notebook_without_what_the_index_needs_is_named(tmp_path, drop, message):
+    good = tiny_notebook(tmp_path / "good.ipynb")
+    cells = nbformat.read(good, as_version=4).cells
+    kept = {1: [cells[1], cells[2], cells[3]], 4: cells[:3], 2: [cells[0], cells[3]]}[drop]
+    bad = write_notebook(tmp_path / "bad.ipynb", *kept)
+    with pytest.raises(ReportError, match=f"bad.ipynb: {message}"):
+        build_site([good, bad], tmp_path / "site", execute=False)
+    assert not (tmp_path / "site" / "index.html").exists()  # no index over a partial site
+    assert not list((tmp_path / "site").rglob(".*partial"))
+
+
+def test_missing_notebooks_are_named_before_anything_is_written(tmp_path):
+    with pytest.raises(ReportError, match="nope.ipynb: no such notebook"):
+        build_site([tmp_path / "nope.ipynb"], tmp_path / "site", execute=False)
+    with pytest.raises(ReportError, match="No notebooks"):
+        build_site([], tmp_path / "site", execute=False)
+    assert not (tmp_path / "site").exists()
+
+
+def test_small_figures_are_not_enlarged():
+    small = base64.b64decode(png("green", (100, 50)))
+    assert Image.open(io.BytesIO(make_thumbnail(small))).size == (100, 50)
+
+
+def test_the_command_line_renders_saved_outputs(tmp_path, capsys):
+    notebook = tiny_notebook(tmp_path / "n.ipynb")
+    main(["--no-execute", str(notebook), "--output-dir", str(tmp_path / "out")])
+    assert (tmp_path / "out" / "index.html").is_file()
+    assert "1 notebook pages" in capsys.readouterr().out
+
+
+def test_executing_computes_the_outputs_the_index_reads(tmp_path):
+    """The default path: the saved notebook has no outputs at all; executing makes them."""
+    notebook = write_notebook(
+        tmp_path / "fresh.ipynb",
+        new_markdown_cell("# What is 6 times 7?"),
+        new_code_cell(
+            "import matplotlib.pyplot as plt\n"
+            "from IPython.display import Markdown, display\n"
+            "plt.plot([0, 1], [0, 6 * 7])\nplt.show()\n"
+            "display(Markdown(f'**Conclusion.** It is {6 * 7}.'))"
+        ),
+    )
+    text = build_site([notebook], tmp_path / "site").read_text()
+    assert "It is 42." in text and "computed by executing the notebook" in text
+    assert Image.open(tmp_path / "site" / "thumbnails" / "fresh.png").width == 360
+    saved = nbformat.read(notebook, as_version=4)
+    assert saved.cells[1].outputs == []  # the source notebook is left as it was
+
+
+def test_a_failing_cell_names_the_notebook(tmp_path):
+    bad = write_notebook(tmp_path / "bad.ipynb", new_code_cell("1 / 0"))
+    with pytest.raises(ReportError, match="bad.ipynb: a cell failed(.|\n)*ZeroDivisionError"):
+        build_site([bad], tmp_path / "site", execute=True)
+    assert not (tmp_path / "site" / "index.html").exists()
