@@ -182,22 +182,22 @@ def train_rating_model(
 
     The model holds the best checkpoint's weights afterwards.
     """
-    train, val, test = loaders
     logger = get_mlflow_logger(experiment, tags=tags)
-    trainer = make_trainer(
-        max_epochs=max_epochs,
-        min_epochs=min_epochs,
-        patience=patience,
-        checkpoint=True,
-        logger=logger,
-        default_root_dir=tempfile.mkdtemp(prefix="dotlab-"),
-    )
-    start = time.perf_counter()
-    trainer.fit(model, train, val)
-    seconds = time.perf_counter() - start
-    trainer.test(model, test, ckpt_path="best", verbose=False)
-    best = trainer.checkpoint_callback.best_model_path
-    logger.experiment.log_artifact(logger.run_id, best, "checkpoints")
+    with tempfile.TemporaryDirectory(prefix="dotlab-") as root:  # checkpoints live in MLflow
+        trainer = make_trainer(
+            max_epochs=max_epochs,
+            min_epochs=min_epochs,
+            patience=patience,
+            checkpoint=True,
+            logger=logger,
+            default_root_dir=root,
+        )
+        start = time.perf_counter()
+        trainer.fit(model, loaders[0], loaders[1])
+        seconds = time.perf_counter() - start
+        trainer.test(model, loaders[2], ckpt_path="best", verbose=False)
+        best = trainer.checkpoint_callback.best_model_path
+        logger.experiment.log_artifact(logger.run_id, best, "checkpoints")
     mses = {
         f"{name}_mse": evaluate_mse(model, loader)
         for name, loader in zip(DATASETS, loaders, strict=True)

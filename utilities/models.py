@@ -29,6 +29,12 @@ class EpochMeanLoss(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         self.log_epoch_mean("train")
 
+    def on_validation_epoch_end(self) -> None:
+        self.log_epoch_mean("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_epoch_mean("test")
+
     def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
         """The batch itself when its tensors are already on `device`: skips Lightning's
         generic walk over the batch on every step."""
@@ -37,12 +43,6 @@ class EpochMeanLoss(L.LightningModule):
         ):
             return batch
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
-    def on_validation_epoch_end(self) -> None:
-        self.log_epoch_mean("val")
-
-    def on_test_epoch_end(self) -> None:
-        self.log_epoch_mean("test")
 
 
 class PairRegressor(EpochMeanLoss):
