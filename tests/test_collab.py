@@ -10,6 +10,7 @@ import torch
 from utilities.collab import (
     COMPARISON_MODELS,
     CollabNN,
+    Embedding,
     SigmoidDot,
     evaluate_mean_baseline,
     evaluate_mse,
@@ -24,8 +25,9 @@ from utilities.collab import (
     sigmoid_range,
     train_rating_model,
 )
-from utilities.splits import TensorBatchLoader
+from utilities.splits import BatchGroups, TensorBatchLoader
 from utilities.tracking import get_client
+from utilities.training import make_trainer
 
 
 def tiny_loaders(seed: int = 0, n: int = 200) -> tuple[TensorBatchLoader, ...]:
@@ -124,6 +126,41 @@ def test_recipes_build_their_models():
     assert dot.hparams.y_range == nn_model.hparams.y_range == (0.0, 5.5)
     assert nn_model.user_factors.weight.shape == (10, get_embedding_size(10))
     assert make_sigmoid_dot(10, 8, ratings, n_factors=3).user_factors.weight.shape == (10, 3)
+
+
+def test_embedding_matches_nn_embedding_values_and_gradients():
+    torch.manual_seed(0)
+    ours = Embedding(6, 3)
+    reference = torch.nn.Embedding(6, 3)
+    reference.weight.data.copy_(ours.weight.data)
+    ids = torch.tensor([[0, 5, 5], [2, 0, 5]])  # repeated ids: their gradients add up
+    upstream = torch.randn(2, 3, 3)
+    assert torch.equal(ours(ids), reference(ids))
+    (ours(ids) * upstream).sum().backward()
+    (reference(ids) * upstream).sum().backward()
+    assert torch.allclose(ours.weight.grad, reference.weight.grad, atol=1e-6)
+    assert ours.weight.grad[1].abs().sum() == 0  # rows not looked up get no gradient
+
+
+def fit_sigmoid_dot(train: TensorBatchLoader | BatchGroups, tmp_path) -> tuple[SigmoidDot, int]:
+    """A tiny `SigmoidDot` after 2 epochs on `train`, and the trainer's global step."""
+    torch.manual_seed(0)
+    model = SigmoidDot(10, 8, 3, y_range=(0.0, 5.5), mean_rating=3.0, init_std=0.1)
+    trainer = make_trainer(max_epochs=2, default_root_dir=tmp_path)
+    trainer.fit(model, train)
+    return model, trainer.global_step
+
+
+def test_grouped_batches_train_exactly_as_one_batch_per_step(tmp_path):
+    """Handing Lightning 3 batches at a time changes nothing but the number of its steps."""
+    single, single_steps = fit_sigmoid_dot(tiny_loaders()[0], tmp_path)
+    grouped, grouped_steps = fit_sigmoid_dot(BatchGroups(tiny_loaders()[0], 3), tmp_path)
+    assert single_steps == grouped_steps == 2 * 4  # one Adam step per batch of 32 of 120 rows
+    for a, b in zip(single.parameters(), grouped.parameters(), strict=True):
+        assert torch.equal(a, b)
+    torch.manual_seed(0)
+    initial = SigmoidDot(10, 8, 3, y_range=(0.0, 5.5), mean_rating=3.0, init_std=0.1)
+    assert not torch.equal(initial.user_factors.weight, grouped.user_factors.weight)  # it trained
 
 
 def test_train_rating_model_logs_metrics_and_checkpoint(tmp_path, monkeypatch):

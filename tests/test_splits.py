@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from utilities.splits import (
+    BatchGroups,
     TensorBatchLoader,
     get_data_loaders,
     split_train_test,
@@ -230,6 +231,33 @@ def test_tensor_batch_loader_on_small_tensors():
     assert not torch.equal(orders(1)[0], orders(2)[0])
     with pytest.raises(ValueError, match=r"\[10, 9\]"):
         TensorBatchLoader(x, y[:9], batch_size=4)
+
+
+def test_shuffle_draws_torch_randperm_of_the_seed():
+    """The int32 permutation is the one an int64 `randperm` of the same generator draws."""
+    loader = TensorBatchLoader(torch.arange(5_000), batch_size=5_000, shuffle=True, seed=3)
+    expected = torch.randperm(5_000, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(next(iter(loader))[0], expected)
+
+
+def test_batch_groups_hand_over_consecutive_batches():
+    loader = TensorBatchLoader(torch.arange(10), batch_size=3)
+    groups = BatchGroups(loader, 2)
+    assert len(groups) == 2
+    got = [[batch[0].tolist() for batch in group] for group in groups]
+    assert got == [[[0, 1, 2], [3, 4, 5]], [[6, 7, 8], [9]]]
+    assert len(BatchGroups(loader, 4)) == 1 and len(BatchGroups(loader, 1)) == 4
+    shuffled = TensorBatchLoader(torch.arange(10), batch_size=3, shuffle=True, seed=0)
+    twin = TensorBatchLoader(torch.arange(10), batch_size=3, shuffle=True, seed=0)
+    for _ in range(2):  # every epoch: the same batches as the loader itself
+        flat = [batch[0] for group in BatchGroups(shuffled, 3) for batch in group]
+        assert all(torch.equal(a, b[0]) for a, b in zip(flat, twin, strict=True))
+
+
+@pytest.mark.parametrize("size", [0, -1, 1.5, None])
+def test_bad_group_size(size):
+    with pytest.raises(ValueError, match=f"size must be a positive integer, got {size!r}"):
+        BatchGroups(TensorBatchLoader(torch.zeros(3), batch_size=1), size)
 
 
 class DotModel(nn.Module):

@@ -49,7 +49,7 @@ from utilities.reference import (
     model_rmse,
     train_reference_mlp,
 )
-from utilities.splits import TensorBatchLoader, get_data_loaders, split_train_test
+from utilities.splits import BatchGroups, TensorBatchLoader, get_data_loaders, split_train_test
 from utilities.sweep import expand_grid, run_sweep
 from utilities.synthetic import (
     FreshPairLoader,
@@ -106,6 +106,7 @@ __all__ = [
     "DivergenceError",
     "DownloadError",
     "FreshPairLoader",
+    "BatchGroups",
     "TensorBatchLoader",
     "fixed_pair_loader",
     "get_data_loaders",

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from utilities.models import PairRegressor, count_parameters
-from utilities.splits import TensorBatchLoader
+from utilities.splits import BatchGroups, TensorBatchLoader
 from utilities.tracking import DATASETS, get_client, get_mlflow_logger, load_experiment_runs
 from utilities.training import make_trainer
 
@@ -23,6 +23,9 @@ COMPARISON_MODELS = ("mean baseline", "sigmoid dot", "CollabNN", "MF from scratc
 # The final settings of notebooks 04 and 05, so that notebook 06 can train what is missing.
 SIGMOID_DOT_RECIPE = {"n_factors": 32, "init_std": 0.01, "weight_decay": 1e-5}
 COLLAB_NN_RECIPE = {"n_hidden": 100, "weight_decay": 1e-4}
+# Training batches handed to Lightning at once: one Adam step each, Lightning's fixed cost per
+# step paid once per group (measured in benchmarks/train_speed.py).
+BATCHES_PER_STEP = 8
 # Early stopping per model: N(0, 1)-initialised sigmoid dots escape saturation slowly, so
 # notebook 04 gives every variant 40 epochs before stopping may stop it.
 EARLY_STOPPING = {
@@ -55,8 +58,11 @@ class RatingModel(PairRegressor):
     """Base of the rating models: MSE loss logged as `<dataset>_loss` (the epoch's mean over
     its ratings), Adam with weight decay.
 
-    Subclasses define `forward(users, movies) -> ratings`. Adam runs as one fused kernel per
-    step (`fused=True`, measured 4x faster than PyTorch's CPU default on a 157k-user table).
+    Subclasses define `forward(users, movies) -> ratings`. A training batch is one
+    `(users, movies, ratings)` batch or a list of them (`BatchGroups`): Adam steps once per
+    batch either way, so grouping changes only how often Lightning's per-step work runs.
+    Adam runs as one fused kernel per step (`fused=True`, measured 4x faster than PyTorch's
+    CPU default on a 157k-user table).
     """
 
     def __init__(
@@ -66,6 +72,7 @@ class RatingModel(PairRegressor):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.fused = fused
+        self.automatic_optimization = False  # the steps are taken in `training_step`
 
     def configure_optimizers(self):
         return torch.optim.Adam(
@@ -74,6 +81,34 @@ class RatingModel(PairRegressor):
             weight_decay=self.weight_decay,
             fused=self.fused,
         )
+
+    def training_step(self, batch, batch_idx) -> torch.Tensor:
+        """One Adam step per batch of the group; returns the group's mean batch loss."""
+        batches = [batch] if isinstance(batch[0], torch.Tensor) else batch
+        optimiser = self.optimizers()
+        losses = []
+        for one_batch in batches:
+            loss = self.step(one_batch, "train")
+            optimiser.zero_grad()
+            self.manual_backward(loss)
+            optimiser.step()
+            losses.append(loss.detach())
+        return torch.stack(losses).mean()
+
+
+class Embedding(nn.Embedding):
+    """`nn.Embedding` (no padding or max-norm options) that looks rows up with `index_select`.
+
+    Same values and gradients; the backward is one scatter-add into a zero table, measured 2x
+    faster on CPU than `nn.Embedding`'s own backward for a 157k×5 table and batch 4096.
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int) -> None:
+        super().__init__(num_embeddings, embedding_dim)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        rows = self.weight.index_select(0, ids.reshape(-1))
+        return rows.view(*ids.shape, self.embedding_dim)
 
 
 class SigmoidDot(RatingModel):
@@ -94,8 +129,8 @@ class SigmoidDot(RatingModel):
     ) -> None:
         super().__init__(**optimiser)
         self.save_hyperparameters()
-        self.user_factors = nn.Embedding(n_users, n_factors)
-        self.movie_factors = nn.Embedding(n_movies, n_factors)
+        self.user_factors = Embedding(n_users, n_factors)
+        self.movie_factors = Embedding(n_movies, n_factors)
         if init_std is not None:
             nn.init.normal_(self.user_factors.weight, std=init_std)
             nn.init.normal_(self.movie_factors.weight, std=init_std)
@@ -133,8 +168,8 @@ class CollabNN(RatingModel):
     ) -> None:
         super().__init__(**optimiser)
         self.save_hyperparameters()
-        self.user_factors = nn.Embedding(*user_size)
-        self.movie_factors = nn.Embedding(*movie_size)
+        self.user_factors = Embedding(*user_size)
+        self.movie_factors = Embedding(*movie_size)
         nn.init.normal_(self.user_factors.weight, std=init_std)
         nn.init.normal_(self.movie_factors.weight, std=init_std)
         self.layers = nn.Sequential(
@@ -176,11 +211,14 @@ def train_rating_model(
     max_epochs: int,
     min_epochs: int | None = None,
     patience: int | None = None,
+    batches_per_step: int = BATCHES_PER_STEP,
 ) -> str:
     """Fit with early stopping, keep the best checkpoint (also as a run artifact), log its
     exact `train_mse`/`val_mse`/`test_mse`, `train_seconds` and `n_params`; returns the run id.
 
-    The model holds the best checkpoint's weights afterwards.
+    Lightning gets the training batches `batches_per_step` at a time (`BatchGroups`); the
+    model still takes one Adam step per batch. The model holds the best checkpoint's weights
+    afterwards.
     """
     logger = get_mlflow_logger(experiment, tags=tags)
     with tempfile.TemporaryDirectory(prefix="dotlab-") as root:  # checkpoints live in MLflow
@@ -193,7 +231,7 @@ def train_rating_model(
             default_root_dir=root,
         )
         start = time.perf_counter()
-        trainer.fit(model, loaders[0], loaders[1])
+        trainer.fit(model, BatchGroups(loaders[0], batches_per_step), loaders[1])
         seconds = time.perf_counter() - start
         trainer.test(model, loaders[2], ckpt_path="best", verbose=False)
         best = trainer.checkpoint_callback.best_model_path
