@@ -163,6 +163,19 @@ def test_grouped_batches_train_exactly_as_one_batch_per_step(tmp_path):
     assert not torch.equal(initial.user_factors.weight, grouped.user_factors.weight)  # it trained
 
 
+def test_grouped_training_logs_the_mean_over_ratings(tmp_path):
+    """Uneven batches (32, 32, 32, 24) in groups of 2: the logged epoch loss is the mean over
+    all 120 ratings, not a mean of batch or group means (lr 0 keeps the model fixed)."""
+    torch.manual_seed(0)
+    model = SigmoidDot(10, 8, 3, y_range=(0.0, 5.5), mean_rating=3.0, init_std=0.5)
+    model.learning_rate = 0.0
+    train = tiny_loaders()[0]
+    trainer = make_trainer(max_epochs=1, default_root_dir=tmp_path)
+    trainer.fit(model, BatchGroups(train, 2))
+    logged = trainer.callback_metrics["train_loss"].item()
+    assert logged == pytest.approx(evaluate_mse(model, train), rel=1e-6)
+
+
 def test_train_rating_model_logs_metrics_and_checkpoint(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     loaders = tiny_loaders()

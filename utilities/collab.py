@@ -83,17 +83,21 @@ class RatingModel(PairRegressor):
         )
 
     def training_step(self, batch, batch_idx) -> torch.Tensor:
-        """One Adam step per batch of the group; returns the group's mean batch loss."""
+        """One Adam step per batch of the group; returns the mean loss over its ratings."""
         batches = [batch] if isinstance(batch[0], torch.Tensor) else batch
         optimiser = self.optimizers()
-        losses = []
-        for one_batch in batches:
-            loss = self.step(one_batch, "train")
+        losses, sizes = [], []
+        for users, movies, ratings in batches:
+            loss = F.mse_loss(self(users, movies), ratings)
             optimiser.zero_grad()
             self.manual_backward(loss)
             optimiser.step()
             losses.append(loss.detach())
-        return torch.stack(losses).mean()
+            sizes.append(len(ratings))
+        weights = torch.tensor(sizes, dtype=loss.dtype, device=loss.device) / sum(sizes)
+        group_loss = torch.stack(losses) @ weights  # the mean over the group's ratings
+        self.record("train", group_loss, sum(sizes))
+        return group_loss
 
 
 class Embedding(nn.Embedding):
