@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import polars as pl  # noqa: E402
 import torch  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
+from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from benchmarks.ratings_data import TOP50_SHAPE, make_ratings  # noqa: E402
@@ -95,18 +95,17 @@ class RatingsDataset(Dataset):
         return self.users[index], self.movies[index], self.ratings[index]
 
 
-class NNEmbeddingSigmoidDot(SigmoidDot):
-    """`SigmoidDot` looking its rows up with `nn.Embedding`'s own lookup and backward."""
+def use_nn_embedding_lookups(model: SigmoidDot) -> SigmoidDot:
+    """`model` with `nn.Embedding`'s own lookup and backward instead of the project's
+    `index_select` (the project's `Embedding` is an `nn.Embedding` with the same weights)."""
+    model.user_factors.__class__ = nn.Embedding
+    model.movie_factors.__class__ = nn.Embedding
+    return model
 
-    def logits(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
-        user_rows = F.embedding(users, self.user_factors.weight)
-        dot = (user_rows * F.embedding(movies, self.movie_factors.weight)).sum(1, keepdim=True)
-        return self.linear(dot).squeeze(1)
 
-
-class OriginalSigmoidDot(NNEmbeddingSigmoidDot):
-    """The same model as the original notebooks trained it: `nn.Embedding`'s lookup, Lightning's
-    automatic optimisation and `self.log` on every step."""
+class OriginalSigmoidDot(SigmoidDot):
+    """The same model as the original notebooks trained it (with `use_nn_embedding_lookups`):
+    Lightning's automatic optimisation and `self.log` on every step."""
 
     def training_step(self, batch, batch_idx):
         users, movies, ratings = batch
@@ -139,6 +138,7 @@ def run_original(train, test, sizes, args) -> Result:
     model = make_sigmoid_dot(*sizes, ratings_to_tensors(train)[2], **MODEL)
     model.__class__ = OriginalSigmoidDot
     model.automatic_optimization = True
+    use_nn_embedding_lookups(model)
     loader = DataLoader(RatingsDataset(train), batch_size=BATCH_SIZE, shuffle=True)
     limit = args.original_batches
     seconds = time_fit(model, loader, args.epochs, limit, args.device, log_every_n_steps=1)
@@ -155,7 +155,7 @@ def run_project(
     sizes,
     args,
     *,
-    model_class: type[SigmoidDot] = SigmoidDot,
+    nn_embedding: bool = False,
     batches_per_step: int = BATCHES_PER_STEP,
     repeats: int = 1,
     **options,
@@ -171,7 +171,8 @@ def run_project(
     for _ in range(repeats):
         seed_everything(args.seed)
         model = make_sigmoid_dot(*sizes, tensors[2], **MODEL, **options)
-        model.__class__ = model_class
+        if nn_embedding:
+            use_nn_embedding_lookups(model)
         loader = TensorBatchLoader(*tensors, batch_size=BATCH_SIZE, shuffle=True, seed=args.seed)
         times.append(
             time_fit(model, BatchGroups(loader, batches_per_step), args.epochs, None, args.device)
@@ -270,9 +271,7 @@ def main() -> None:
     results = [
         run_project("project (as notebooks train)", train, test, sizes, args, repeats=3),
         run_project("project, 1 batch per step", train, test, sizes, args, batches_per_step=1),
-        run_project(
-            "project, nn.Embedding", train, test, sizes, args, model_class=NNEmbeddingSigmoidDot
-        ),
+        run_project("project, nn.Embedding", train, test, sizes, args, nn_embedding=True),
         run_project("project, unfused Adam", train, test, sizes, args, fused=False),
         run_original(train, test, sizes, args),
     ]
