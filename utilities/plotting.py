@@ -10,10 +10,13 @@ DATASET_COLOURS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
 
 
 def plot_training_curves(
-    logs: pl.DataFrame, *, ax: plt.Axes | None = None, title: str = ""
+    history: pl.DataFrame, *, ax: plt.Axes | None = None, title: str = ""
 ) -> plt.Axes:
-    """Loss against epoch, one line per dataset, from `training_logs_to_df`."""
+    """Loss against epoch, one line per dataset, from a `Fit.history`."""
     ax = ax or plt.subplots(figsize=(6, 4))[1]
+    losses = [c for c in history.columns if c.endswith("_loss")]
+    logs = history.unpivot(index="epoch", on=losses, variable_name="dataset", value_name="loss")
+    logs = logs.with_columns(pl.col("dataset").str.strip_suffix("_loss"))
     present = [name for name in DATASET_COLOURS if name in set(logs.get_column("dataset"))]
     sns.lineplot(
         data=logs.to_pandas(),

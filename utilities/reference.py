@@ -14,8 +14,7 @@ import torch
 
 from utilities.models import DotProductMLP
 from utilities.splits import TensorBatchLoader
-from utilities.tracking import log_run_metrics
-from utilities.training import fit_tracked, seed_everything
+from utilities.training import fit, seed_everything
 
 NOISE_SD = 0.85
 TOTAL_SD = 1.13
@@ -165,28 +164,39 @@ def train_reference_mlp(
     *,
     feature: bool = False,
     experiment: str,
-    tags: dict[str, str],
     epochs: int,
     batch_size: int = 256,
-    learning_rate: float = 1e-3,
+    lr: float = 1e-3,
     pairs_per_user: int = 100,
     seed: int = 0,
-) -> str:
+) -> dict[str, float]:
     """Train the paper's MLP `[2md, md, md/2]` (with `feature`: on `[p, q, p*q]`) on one
-    (d, N) setting as an MLflow run, with test and fresh RMSE of the model and of the true
-    dot product logged as final metrics; returns the run id."""
+    (d, N, m) setting; returns the setting with test and fresh RMSE of the model and of the
+    true dot product."""
     seed_everything(seed)
     data = make_reference_data(num_users, dim, pairs_per_user=pairs_per_user, seed=seed)
     train = data.loader("train", batch_size=batch_size, shuffle=True, seed=seed)
     test, fresh = (data.loader(part, batch_size=8192) for part in ("test", "fresh"))
     hidden = [2 * width * dim, width * dim, max(1, width * dim // 2)]
-    model = DotProductMLP(dim, hidden, learning_rate, incl_multiplication=feature)
-    params = {"num_users": num_users, "width": width, "train_pairs": len(data.train[0])}
-    run_id = fit_tracked(
-        model, train, test, experiment=experiment, max_epochs=epochs, tags=tags, params=params
+    inputs = "[p, q, p*q]" if feature else "[p, q]"
+    setting = {"dim": dim, "num_users": num_users, "width": width, "inputs": inputs}
+    name = f"reference MLP on {inputs} · d {dim} · N {num_users} · m {width} · seed {seed}"
+    result = fit(
+        DotProductMLP(dim, hidden, incl_multiplication=feature),
+        train,
+        test,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        experiment=experiment,
+        run_name=name,
+        params=setting,
     )
-    model.eval()
-    metrics = {"test_rmse": model_rmse(model, test), "fresh_rmse": model_rmse(model, fresh)}
+    metrics = {
+        "test_rmse": model_rmse(result.model, test),
+        "fresh_rmse": model_rmse(result.model, fresh),
+    }
     metrics |= {"test_dot_rmse": dot_product_rmse(test), "fresh_dot_rmse": dot_product_rmse(fresh)}
-    log_run_metrics(run_id, metrics)
-    return run_id
+    result.log(**metrics)
+    return setting | {"seed": seed, "train_pairs": len(data.train[0])} | metrics

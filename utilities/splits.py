@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import polars as pl
@@ -75,29 +74,8 @@ class TensorBatchLoader:
             yield tuple(tensor[start : start + self.batch_size] for tensor in tensors)
 
 
-class BatchGroups:
-    """`loader`'s batches, `size` consecutive ones at a time (the last group may be shorter).
-
-    A model that takes one optimiser step per batch of a group (`RatingModel`) trains exactly
-    as on `loader` itself, but Lightning's fixed cost per step is paid once per group.
-    """
-
-    def __init__(self, loader: Iterable, size: int) -> None:
-        if not isinstance(size, int) or size < 1:
-            raise ValueError(f"size must be a positive integer, got {size!r}.")
-        self.loader = loader
-        self.size = size
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.loader) / self.size)
-
-    def __iter__(self) -> Iterator[list]:
-        batches = iter(self.loader)
-        while group := list(itertools.islice(batches, self.size)):
-            yield group
-
-
 def check_batch_size(batch_size: int) -> None:
+    """A positive integer, or a ValueError naming the value."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
 
@@ -112,33 +90,25 @@ def ratings_to_tensors(
     return users.to(device), movies.to(device), ratings.to(device)
 
 
-def get_data_loaders(
+Ratings = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def get_rating_splits(
     ratings_df: pl.DataFrame,
     *,
-    batch_size: int = 4096,
-    sample: int | None = None,
     seed: int = 42,
-    device: torch.device | str | None = None,
+    sample: int | None = None,
     val_frac: float = 0.2,
     test_frac: float = 0.1,
-) -> tuple[TensorBatchLoader, TensorBatchLoader, TensorBatchLoader]:
-    """Train (reshuffled every epoch), validation and test loaders of (users, movies, ratings).
+) -> tuple[Ratings, Ratings, Ratings]:
+    """Train, validation and test `(users, movies, ratings)` tensors of a seeded split.
 
     `sample` first takes a seeded subsample of that many rows.
     """
-    check_batch_size(batch_size)
     if sample is not None:
         ratings_df = take_sample(ratings_df, sample, seed)
-    train, val, test = split_train_test(
-        ratings_df, val_frac=val_frac, test_frac=test_frac, seed=seed
-    )
-    return (
-        TensorBatchLoader(
-            *ratings_to_tensors(train, device), batch_size=batch_size, shuffle=True, seed=seed
-        ),
-        TensorBatchLoader(*ratings_to_tensors(val, device), batch_size=batch_size),
-        TensorBatchLoader(*ratings_to_tensors(test, device), batch_size=batch_size),
-    )
+    parts = split_train_test(ratings_df, val_frac=val_frac, test_frac=test_frac, seed=seed)
+    return tuple(ratings_to_tensors(part) for part in parts)
 
 
 def take_sample(ratings_df: pl.DataFrame, sample: int, seed: int) -> pl.DataFrame:

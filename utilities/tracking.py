@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import polars as pl
+import torch
 from mlflow import MlflowClient
-from pytorch_lightning.loggers import MLFlowLogger
+from mlflow.entities import Metric, Param
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ("train", "val", "test")
 
 for _name in ("mlflow", "alembic"):
     logging.getLogger(_name).setLevel(logging.WARNING)
-# "Experiment with name ... not found. Creating it." is news only on a fresh store.
-logging.getLogger("pytorch_lightning.loggers.mlflow").setLevel(logging.ERROR)
 
 
 def get_store_dir() -> Path:
@@ -64,47 +66,89 @@ def get_artifact_location(tracking_uri: str) -> str | None:
     return (Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
 
 
-def get_mlflow_logger(
-    experiment_name: str, *, run_name: str | None = None, tags: dict[str, str] | None = None
-) -> MLFlowLogger:
-    """A Lightning `MLFlowLogger` writing to `get_tracking_uri()`'s store."""
-    tracking_uri = get_tracking_uri()
-    return MLFlowLogger(
-        experiment_name=experiment_name,
-        run_name=run_name,
-        tracking_uri=tracking_uri,
-        tags=tags,
-        artifact_location=get_artifact_location(tracking_uri),
-    )
-
-
 def get_client() -> MlflowClient:
+    """A client of `get_tracking_uri()`'s store."""
     return MlflowClient(tracking_uri=get_tracking_uri())
 
 
-def log_run_metrics(run_id: str, metrics: dict[str, float]) -> None:
-    """Add final metrics (e.g. evaluations after training) to a run, finished or not."""
-    client = get_client()
-    for key, value in metrics.items():
-        client.log_metric(run_id, key, float(value))
+def get_experiment_id(client: MlflowClient, name: str) -> str:
+    """The id of the experiment called `name`, created (artifacts beside the store) if new."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = get_artifact_location(client.tracking_uri)
+    return client.create_experiment(name, artifact_location=location)
+
+
+@dataclass
+class RunRecord:
+    """One training run written to MLflow: started with its settings, finished with its
+    per-epoch history, final metrics and weights. Written, never read back."""
+
+    client: MlflowClient
+    run_id: str
+    name: str
+    experiment: str
+
+    @classmethod
+    def start(cls, experiment: str | None, name: str, params: dict) -> RunRecord | None:
+        """A new run named `name` in `experiment` (None: nothing is recorded)."""
+        if experiment is None:
+            return None
+        client = get_client()
+        run = client.create_run(get_experiment_id(client, experiment), run_name=name)
+        logged = [Param(key, str(value)) for key, value in params.items()]
+        client.log_batch(run.info.run_id, params=logged)
+        return cls(client, run.info.run_id, name, experiment)
+
+    def describe(self) -> str:
+        """How an error names this run."""
+        return f"MLflow run {self.name!r} ({self.run_id}) of experiment {self.experiment!r}"
+
+    def log_history(self, rows: list[dict[str, float]]) -> None:
+        """Per-epoch metrics, one MLflow step per epoch."""
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(key, float(value), now, int(row["epoch"]))
+            for row in rows
+            for key, value in row.items()
+            if key != "epoch" and value is not None
+        ]
+        for start in range(0, len(metrics), 1000):  # MLflow's batch limit
+            self.client.log_batch(self.run_id, metrics=metrics[start : start + 1000])
+
+    def log_final(self, metrics: dict[str, float]) -> None:
+        """Final numbers of the run (step 0)."""
+        now = int(time.time() * 1000)
+        logged = [Metric(key, float(value), now, 0) for key, value in metrics.items()]
+        self.client.log_batch(self.run_id, metrics=logged)
+
+    def finish(self, history: pl.DataFrame, metrics: dict[str, float], model) -> None:
+        """Log the history, the final metrics and the weights; mark the run FINISHED."""
+        self.log_history(history.to_dicts())
+        self.log_final(metrics)
+        with tempfile.TemporaryDirectory(prefix="dotlab-model-") as folder:
+            path = Path(folder) / "state_dict.pt"
+            torch.save(model.state_dict(), path)
+            self.client.log_artifact(self.run_id, str(path), "model")
+        self.client.set_terminated(self.run_id, "FINISHED")
+
+    def fail(self, rows: list[dict[str, float]]) -> None:
+        """Keep the epochs that finished and mark the run FAILED (never raises)."""
+        with contextlib.suppress(Exception):
+            self.log_history(rows)
+        with contextlib.suppress(Exception):
+            self.client.set_terminated(self.run_id, "FAILED")
 
 
 def training_logs_to_df(run_id: str) -> pl.DataFrame:
-    """A run's `<dataset>_loss` histories as one long frame: `epoch`, `step`, `loss`, `dataset`.
-
-    `epoch` comes from the `epoch` metric Lightning logs beside every step.
-    """
+    """A run's per-epoch `train_loss`/`val_loss` as one long frame: `epoch`, `loss`, `dataset`."""
     client = get_client()
-    epochs = metric_history(client, run_id, "epoch").select(
-        "step", pl.col("value").cast(pl.Int64).alias("epoch")
-    )
     frames = [
         metric_history(client, run_id, f"{dataset}_loss").with_columns(dataset=pl.lit(dataset))
-        for dataset in DATASETS
+        for dataset in ("train", "val")
     ]
-    losses = pl.concat(frames).rename({"value": "loss"})
-    logs = losses.join(epochs.unique("step"), on="step", how="left")
-    return logs.select("epoch", "step", "loss", "dataset").sort("dataset", "step")
+    return pl.concat(frames).rename({"step": "epoch", "value": "loss"}).sort("dataset", "epoch")
 
 
 def metric_history(client: MlflowClient, run_id: str, key: str) -> pl.DataFrame:
@@ -116,10 +160,8 @@ def metric_history(client: MlflowClient, run_id: str, key: str) -> pl.DataFrame:
     )
 
 
-def load_experiment_runs(
-    experiment_name: str, *, tags: dict[str, str] | None = None
-) -> pl.DataFrame:
-    """Every finished run of an experiment (with these tags): id, name, tags, params, metrics.
+def load_experiment_runs(experiment_name: str, run_ids: list[str] | None = None) -> pl.DataFrame:
+    """Finished runs of an experiment (only `run_ids`, when given): id, name, params, metrics.
 
     Params are MLflow strings; metrics are floats. Oldest run first.
     """
@@ -127,25 +169,23 @@ def load_experiment_runs(
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
         raise ValueError(f"No MLflow experiment named {experiment_name!r} in {get_tracking_uri()}.")
-    conditions = ["attributes.status = 'FINISHED'"]
-    conditions += [f"tags.`{key}` = '{value}'" for key, value in (tags or {}).items()]
     runs = client.search_runs(
         [experiment.experiment_id],
-        " and ".join(conditions),
+        "attributes.status = 'FINISHED'",
         max_results=50_000,
         order_by=["attributes.start_time ASC"],
     )
-    return pl.DataFrame([run_to_row(run) for run in runs], infer_schema_length=None)
+    wanted = set(run_ids) if run_ids is not None else None
+    rows = [run_to_row(run) for run in runs if wanted is None or run.info.run_id in wanted]
+    return pl.DataFrame(rows, infer_schema_length=None)
 
 
 def run_to_row(run) -> dict[str, object]:
-    """Id, name, status, the tags we set (not MLflow's own), params and final metrics."""
-    tags = {key: value for key, value in run.data.tags.items() if not key.startswith("mlflow.")}
+    """Id, name, status, params and final metrics."""
     return {
         "run_id": run.info.run_id,
         "run_name": run.info.run_name,
         "status": run.info.status,
-        **tags,
         **run.data.params,
         **run.data.metrics,
     }
