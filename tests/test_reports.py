@@ -6,13 +6,18 @@ from __future__ import annotations
 import base64
 import io
 import re
+import subprocess
+from pathlib import Path
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from PIL import Image
 
-from utilities.reports import ReportError, build_site, main, make_thumbnail
+from utilities.reports import ReportError, build_site, main, make_thumbnail, parse_value
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
 
 def png(colour: str, size: tuple[int, int] = (800, 400)) -> str:
@@ -32,7 +37,7 @@ def conclusion_cell(text: str):
 
 
 def write_notebook(path, *cells):
-    nbformat.write(new_notebook(cells=list(cells)), path)
+    nbformat.write(new_notebook(cells=list(cells), metadata={"kernelspec": KERNELSPEC}), path)
     return path
 
 
@@ -147,8 +152,95 @@ def test_executing_computes_the_outputs_the_index_reads(tmp_path):
     assert saved.cells[1].outputs == []  # the source notebook is left as it was
 
 
-def test_a_failing_cell_names_the_notebook(tmp_path):
-    bad = write_notebook(tmp_path / "bad.ipynb", new_code_cell("1 / 0"))
-    with pytest.raises(ReportError, match="bad.ipynb: a cell failed(.|\n)*ZeroDivisionError"):
+def test_a_failing_cell_names_the_notebook_the_cell_and_the_saved_traceback(tmp_path):
+    bad = write_notebook(tmp_path / "bad.ipynb", new_code_cell("x = 1\n1 / 0"))
+    with pytest.raises(ReportError) as caught:
         build_site([bad], tmp_path / "site", execute=True)
+    assert str(caught.value) == (
+        f"{bad}: cell In [1] ('x = 1') failed with ZeroDivisionError: division by zero "
+        f"(the executed notebook, traceback included, is {tmp_path / 'site' / 'bad.ipynb'})"
+    )
     assert not (tmp_path / "site" / "index.html").exists()
+
+
+def parameterised_notebook(path):
+    """A tiny notebook whose conclusion prints its one parameter."""
+    return write_notebook(
+        path,
+        new_markdown_cell("# What is N?"),
+        new_code_cell("N = 1", metadata={"tags": ["parameters"]}),
+        new_code_cell(
+            "import matplotlib.pyplot as plt\n"
+            "from IPython.display import Markdown, display\n"
+            "plt.plot([0, 1], [0, N])\nplt.show()\n"
+            "display(Markdown(f'**Conclusion.** N is {N!r}.'))"
+        ),
+    )
+
+
+def git_status(path) -> str:
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--", path], cwd=REPO_ROOT, capture_output=True, text=True
+    ).stdout
+
+
+def test_a_parameter_given_on_the_command_line_is_injected(tmp_path, capsys):
+    notebook = parameterised_notebook(tmp_path / "tiny.ipynb")
+    before = notebook.read_bytes(), git_status("notebooks")
+    main([str(notebook), "-p", "N", "8", "--output-dir", str(tmp_path / "out")])
+    assert "1 notebook pages" in capsys.readouterr().out
+    index = (tmp_path / "out" / "index.html").read_text()
+    assert "N is 8." in index and "Run with <code>N = 8</code>" in index
+    page = (tmp_path / "out" / "tiny.html").read_text()
+    assert "N is 8." in page and "Run with <code>N = 8</code>" in page
+    executed = nbformat.read(tmp_path / "out" / "tiny.ipynb", as_version=4)
+    assert [cell.metadata.get("tags") for cell in executed.cells[1:3]] == [
+        ["parameters"],
+        ["injected-parameters"],
+    ]
+    assert executed.metadata.papermill.parameters == {"N": 8}
+    assert (notebook.read_bytes(), git_status("notebooks")) == before
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["nope.ipynb"], "nope.ipynb: no such notebook."),
+        (
+            ["tiny.ipynb", "-p", "M", "2"],
+            "tiny.ipynb: unknown parameter M; its parameters are N (the cell tagged 'parameters').",
+        ),
+        (["tiny.ipynb", "-p", "N", "2", "--no-execute"], "Parameters take effect only when"),
+    ],
+)
+def test_command_line_errors_are_one_line(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    parameterised_notebook(tmp_path / "tiny.ipynb")
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1, err
+    assert not (tmp_path / "reports").exists()
+    with pytest.raises(ReportError, match=re.escape(message)):  # --verbose: the traceback
+        main([*argv, "--verbose"])
+
+
+def test_a_cell_past_the_timeout_is_one_line_saying_how_to_raise_it(tmp_path, capsys):
+    slow = write_notebook(tmp_path / "slow.ipynb", new_code_cell("import time\ntime.sleep(60)"))
+    with pytest.raises(SystemExit) as caught:
+        main([str(slow), "--timeout", "1", "--output-dir", str(tmp_path / "out")])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        f"error: {slow}: cell In [1] ('import time') ran past the 1 s cell timeout; "
+        "raise it with --timeout SECONDS"
+    )
+    assert "Traceback" not in err and "ZMQError" not in err
+
+
+@pytest.mark.parametrize("text", ["8", "-3", "1_000", "2.5", "1e-3", "nan", "True", "None", "x8"])
+def test_values_are_read_as_papermills_command_line_reads_them(text):
+    from papermill.cli import _resolve_type
+
+    assert repr(parse_value(text)) == repr(_resolve_type(text))

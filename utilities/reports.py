@@ -2,6 +2,8 @@
 and main-figure thumbnails read from the (executed) notebooks.
 
     python -m utilities.reports notebooks/*.ipynb --output-dir reports
+    python -m utilities.reports notebooks/04_sigmoid_embedding_dot.ipynb -p N_FACTORS 8 \
+        --output-dir reports-n8
 """
 
 from __future__ import annotations
@@ -10,34 +12,52 @@ import argparse
 import base64
 import html
 import io
+import logging
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+import papermill
 from jinja2 import DictLoader
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellTimeoutError
 from nbconvert import HTMLExporter
 from nbconvert.filters import markdown2html
+from papermill.exceptions import PapermillExecutionError
 from PIL import Image
-from tqdm.auto import tqdm
+from traitlets.config import Config
 
 CONCLUSION = "**Conclusion.**"
 MAIN_FIGURE_TAG = "main-figure"
 THUMBNAIL_WIDTH = 360
 CELL_TIMEOUT_S = 600
+# ipykernel warns at every start that its TCP sockets are unencrypted; a kernel on local (IPC)
+# sockets, private to this user, has nothing to warn about. Windows has no IPC transport.
+KERNEL_CONFIG = Config({"KernelManager": {"transport": "ipc" if os.name == "posix" else "tcp"}})
+# A cell past the timeout is interrupted (a KeyboardInterrupt in the cell, saved with it), so the
+# kernel is idle when it is shut down rather than failing to reply on closed sockets.
+ON_TIMEOUT = {"interrupt_on_timeout": True, "error_on_timeout": {"ename": "CellTimeoutError"}}
 
 # The lab template without scripts from CDNs (the notebooks use no LaTeX, widgets or mermaid),
-# so pages load complete offline, plus a link back to the index.
+# so pages load complete offline, plus a header bar: back to the index, the title, the parameters.
 PAGE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block extra_css -%}<style>
+.dotlab-header { position: sticky; top: 0; z-index: 10; display: flex; flex-wrap: wrap;
+  align-items: baseline; gap: 0.4em 1.2em; padding: 0.7em 1.2em; background: #f6f8fa;
+  border-bottom: 1px solid #d0d7de; font: 1rem/1.4 system-ui, sans-serif; }
+.dotlab-header a { font-weight: 600; color: #0b57d0; text-decoration: none; white-space: nowrap; }
+.dotlab-header a:hover { text-decoration: underline; }
+.dotlab-header .title { font-weight: 600; color: #222; }
+.dotlab-header p { margin: 0; color: #444; }
+</style>{%- endblock extra_css -%}
 {%- block body_header -%}
 {{ super() }}
-<nav style="padding: 1em 0"><a href="index.html">&larr; All notebooks</a></nav>
+{{ resources.dotlab_header }}
 {%- endblock body_header -%}
 """
 
@@ -52,7 +72,8 @@ code { background: #f4f4f4; padding: 0 0.2em; }
 
 
 class ReportError(ValueError):
-    """A notebook lacks what its index entry is read from (title, conclusion or figure)."""
+    """A notebook that cannot be built into the site (missing, failing, or lacking what its
+    index entry is read from), said in one line."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +83,7 @@ class Entry:
     stem: str
     question: str
     headline: str  # Markdown
+    parameters: dict[str, object] = field(default_factory=dict)  # injected with -p
 
 
 def read_question(nb: nbformat.NotebookNode, name: str) -> str:
@@ -118,23 +140,83 @@ def make_thumbnail(png: bytes, width: int = THUMBNAIL_WIDTH) -> bytes:
     return buffer.getvalue()
 
 
-def execute_notebook(nb: nbformat.NotebookNode, folder: Path) -> nbformat.NotebookNode:
-    """Run every cell in a fresh kernel started in `folder`; raises at the first failing cell."""
-    client = NotebookClient(
-        nb, timeout=CELL_TIMEOUT_S, resources={"metadata": {"path": str(folder)}}
-    )
-    return client.execute()
+def parse_value(text: str) -> object:
+    """A `-p` value read as papermill's command line reads it (`papermill.cli._resolve_type`)."""
+    if text in ("True", "False", "None"):
+        return {"True": True, "False": False, "None": None}[text]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
-def render_page(nb: nbformat.NotebookNode, stem: str) -> str:
-    """The notebook as a self-contained HTML page (figures inline) linking back to the index."""
+def check_parameters(path: Path, parameters: Mapping[str, object]) -> None:
+    """Raise, listing the notebook's parameters, when it has none of some `parameters` name."""
+    known = papermill.inspect_notebook(path)
+    unknown = [name for name in parameters if name not in known]
+    if unknown:
+        its = f"its parameters are {', '.join(known)}" if known else "it has none"
+        raise ReportError(
+            f"{path}: unknown parameter {', '.join(unknown)}; {its} (the cell tagged 'parameters')."
+        )
+
+
+def execute_notebook(
+    path: Path, output: Path, parameters: Mapping[str, object], timeout: int
+) -> nbformat.NotebookNode:
+    """Run `path` in a fresh kernel in its folder with `parameters` injected (papermill's way:
+    a cell after the one tagged `parameters`), saving the executed copy at `output`."""
+    if output.resolve() == path.resolve():
+        raise ReportError(f"{path}: the executed copy would overwrite it; pick another folder.")
+    try:
+        return papermill.execute_notebook(
+            path,
+            output,
+            parameters=dict(parameters),
+            cwd=path.parent,
+            config=KERNEL_CONFIG,
+            progress_bar=sys.stderr.isatty(),
+            execution_timeout=timeout,
+            **ON_TIMEOUT,
+        )
+    except CellTimeoutError as error:  # the kernel did not answer the interrupt
+        raise ReportError(timeout_message(path, "a cell", timeout)) from error
+    except PapermillExecutionError as error:
+        first_line = error.source.strip().partition("\n")[0]
+        cell = f"cell In [{error.exec_count}] ({first_line!r})"
+        if error.ename in ("KeyboardInterrupt", "CellTimeoutError"):  # interrupted on timeout
+            raise ReportError(timeout_message(path, cell, timeout)) from error
+        raise ReportError(
+            f"{path}: {cell} failed with {error.ename}: {error.evalue} "
+            f"(the executed notebook, traceback included, is {output})"
+        ) from error
+
+
+def timeout_message(path: Path, cell: str, timeout: int) -> str:
+    return f"{path}: {cell} ran past the {timeout} s cell timeout; raise it with --timeout SECONDS"
+
+
+def read_parameters(nb: nbformat.NotebookNode) -> dict[str, object]:
+    """The parameters papermill injected into an executed notebook (none: its defaults)."""
+    return dict(nb.metadata.get("papermill", {}).get("parameters") or {})
+
+
+def render_page(nb: nbformat.NotebookNode, entry: Entry) -> str:
+    """The notebook as a self-contained HTML page (figures inline) under a header bar."""
     exporter = HTMLExporter(
         template_name="lab",
         extra_loaders=[DictLoader({"dotlab.html.j2": PAGE_TEMPLATE})],
         template_file="dotlab.html.j2",
     )
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": stem}})
-    return body
+    header = (
+        '<header class="dotlab-header"><a href="index.html">&larr; All notebooks</a>'
+        f'<span class="title">{render_inline(entry.question)}</span>'
+        f"{render_parameters(entry)}</header>"
+    )
+    resources = {"metadata": {"name": entry.stem}, "dotlab_header": header}
+    return exporter.from_notebook_node(nb, resources=resources)[0]
 
 
 def render_index(entries: Sequence[Entry], source: str) -> str:
@@ -144,7 +226,8 @@ def render_index(entries: Sequence[Entry], source: str) -> str:
         f'<a href="{e.stem}.html"><img src="thumbnails/{e.stem}.png"'
         f' alt="Main figure of {html.escape(e.stem)}"></a>\n'
         f'<div><h2><a href="{e.stem}.html">{render_inline(e.question)}</a></h2>\n'
-        f'<div class="headline">{markdown2html(e.headline)}</div></div>\n</article>'
+        f'<div class="headline">{markdown2html(e.headline)}</div>{render_parameters(e)}</div>\n'
+        "</article>"
         for e in entries
     )
     return (
@@ -154,6 +237,14 @@ def render_index(entries: Sequence[Entry], source: str) -> str:
         "and its main figure. Open a notebook for the full experiment.</p>\n"
         f"{articles}\n</body>\n</html>\n"
     )
+
+
+def render_parameters(entry: Entry) -> str:
+    """The values a page was run with, e.g. `Run with N_FACTORS = 8`; nothing for the defaults."""
+    values = ", ".join(
+        f"<code>{html.escape(f'{k} = {v!r}')}</code>" for k, v in entry.parameters.items()
+    )
+    return f'<p class="parameters">Run with {values}</p>' if values else ""
 
 
 def render_inline(markdown: str) -> str:
@@ -171,51 +262,100 @@ def write_atomically(path: Path, data: bytes) -> None:
         partial.unlink(missing_ok=True)
 
 
-def build_page(path: Path, output_dir: Path, *, execute: bool) -> Entry:
-    """Write one notebook's page and thumbnail; return its index entry."""
-    nb = nbformat.read(path, as_version=4)
-    if execute:
-        try:
-            nb = execute_notebook(nb, path.parent)
-        except CellExecutionError as error:
-            raise ReportError(f"{path}: a cell failed while executing it:\n{error}") from error
-    entry = Entry(path.stem, read_question(nb, path.name), read_headline(nb, path.name))
+def build_page(
+    path: Path, output_dir: Path, parameters: Mapping[str, object], timeout: int | None
+) -> Entry:
+    """Write one notebook's page and thumbnail (and, executed, the notebook); return its entry.
+
+    `timeout` None: render the saved outputs without executing."""
+    if timeout is None:
+        nb = nbformat.read(path, as_version=4)
+    else:
+        print(f"executing {path}", file=sys.stderr)
+        nb = execute_notebook(path, output_dir / f"{path.stem}.ipynb", parameters, timeout)
+    question, headline = read_question(nb, path.name), read_headline(nb, path.name)
+    entry = Entry(path.stem, question, headline, read_parameters(nb))
     thumbnail = make_thumbnail(read_main_figure(nb, path.name))
     write_atomically(output_dir / "thumbnails" / f"{path.stem}.png", thumbnail)
-    write_atomically(output_dir / f"{path.stem}.html", render_page(nb, path.stem).encode())
+    write_atomically(output_dir / f"{path.stem}.html", render_page(nb, entry).encode())
     return entry
 
 
-def build_site(notebooks: Sequence[Path], output_dir: Path, *, execute: bool = True) -> Path:
-    """Pages, thumbnails and `index.html` (written last, only when every notebook built)."""
+def build_site(
+    notebooks: Sequence[Path],
+    output_dir: Path,
+    *,
+    execute: bool = True,
+    parameters: Mapping[str, object] | None = None,
+    timeout: int = CELL_TIMEOUT_S,
+) -> Path:
+    """Pages, thumbnails, executed notebooks and `index.html` (written last, only when every
+    notebook built). Every notebook gets the same `parameters`."""
+    notebooks, parameters = [Path(path) for path in notebooks], parameters or {}
     if not notebooks:
         raise ReportError("No notebooks given to build the reports from.")
+    if parameters and not execute:
+        raise ReportError("Parameters take effect only when the notebooks are executed.")
     for path in notebooks:
-        if not Path(path).is_file():
+        if not path.is_file():
             raise ReportError(f"{path}: no such notebook.")
+        if parameters:
+            check_parameters(path, parameters)
     (output_dir / "thumbnails").mkdir(parents=True, exist_ok=True)
-    entries = [
-        build_page(Path(path), output_dir, execute=execute)
-        for path in tqdm(notebooks, desc="executing" if execute else "rendering", unit="notebook")
-    ]
+    run_for = timeout if execute else None
+    entries = [build_page(path, output_dir, parameters, run_for) for path in notebooks]
     source = "computed by executing the notebook" if execute else "saved in the notebook"
     index = output_dir / "index.html"
     write_atomically(index, render_index(entries, source).encode())
     return index
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m utilities.reports", description=__doc__)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("notebooks", nargs="+", type=Path)
     parser.add_argument("--output-dir", type=Path, default=Path("reports"))
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="inject NAME = VALUE after the notebook's 'parameters' cell (VALUE as papermill "
+        "reads it: True, False, None, an int, a float, else a string); repeatable",
+    )
     parser.add_argument(
         "--execute",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="execute each notebook first (default), or render its saved outputs",
     )
-    args = parser.parse_args(argv)
-    index = build_site(args.notebooks, args.output_dir, execute=args.execute)
+    parser.add_argument(
+        "--timeout", type=int, default=CELL_TIMEOUT_S, help="seconds a cell may run (%(default)s)"
+    )
+    parser.add_argument("--verbose", action="store_true", help="full tracebacks and kernel logs")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    # papermill logs a timeout's interruption as errors; the one-line message below says it all.
+    logging.getLogger("papermill").setLevel(logging.INFO if args.verbose else logging.CRITICAL)
+    parameters = {name: parse_value(value) for name, value in args.parameter}
+    try:
+        index = build_site(
+            args.notebooks,
+            args.output_dir,
+            execute=args.execute,
+            parameters=parameters,
+            timeout=args.timeout,
+        )
+    except ReportError as error:
+        if args.verbose:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(f"wrote {index} and {len(args.notebooks)} notebook pages")
 
 
