@@ -6,6 +6,7 @@ import csv
 import hashlib
 import os
 import random
+import re
 import shutil
 from collections import Counter
 
@@ -152,13 +153,25 @@ def test_keep_top_movies_breaks_ties_by_smaller_movie_id():
     assert set(keep_top_movies(ratings, 1).get_column("movieId")) == {5}
     assert set(keep_top_movies(ratings, 2).get_column("movieId")) == {5, 7}
     assert set(keep_top_movies(ratings, 3).get_column("movieId")) == {3, 5, 7}
-    assert keep_top_movies(ratings, 100).equals(ratings)
+    with pytest.warns(UserWarning, match="kept all 4"):
+        assert keep_top_movies(ratings, 100).equals(ratings)
 
 
-@pytest.mark.parametrize("top_n", [0, -5])
-def test_top_n_movies_must_be_positive(top_n):
-    with pytest.raises(DatasetError, match=f"top_n_movies.*got {top_n}"):
+@pytest.mark.parametrize("top_n", [0, -5, 2.5, 50.0, "50", True])
+def test_top_n_movies_must_be_a_positive_whole_number(top_n):
+    with pytest.raises(DatasetError, match=f"top_n_movies.*got {re.escape(repr(top_n))}"):
         load_torch_data(top_n_movies=top_n)
+
+
+def test_top_n_movies_beyond_the_movies_rated_warns_once_and_keeps_all(bundled):
+    movies = bundled[2].height
+    with pytest.warns(UserWarning) as caught:
+        ratings, _, kept = load_torch_data(top_n_movies=10**9)
+    assert [str(w.message) for w in caught] == [
+        f"top_n_movies=1000000000 is more than the {movies} movies rated; kept all {movies}."
+    ]
+    assert caught[0].filename == __file__  # points at the caller
+    assert kept.height == movies and ratings.height == bundled[0].height
 
 
 # ---------------------------------------------------------------- the registry

@@ -156,14 +156,31 @@ def test_extracted_files_are_rebuilt_from_the_cached_archive(
     assert requested(httpserver) == ["/ml-100k.zip"]  # verified locally, not fetched again
 
 
-def test_a_corrupt_cached_archive_is_downloaded_again(httpserver, base_url, cache, monkeypatch):
-    archive = make_archive("ml-1m")
-    pin_md5(monkeypatch, "ml-1m", archive)
+@pytest.mark.parametrize("dataset", ["ml-100k", "ml-20m"])  # a published MD5, and one beside it
+def test_a_corrupt_cached_archive_is_named_moved_aside_then_downloaded_afresh(
+    httpserver, base_url, cache, monkeypatch, dataset
+):
+    archive = make_archive(dataset)
+    expected = md5(archive)
+    if data.RELEASES[dataset].md5 is not None:
+        pin_md5(monkeypatch, dataset, archive)
     cache.mkdir()
-    (cache / "ml-1m.zip").write_bytes(archive[:100])
-    serve(httpserver, "ml-1m", archive)
-    assert load_ratings("ml-1m", data_dir=cache, base_url=base_url).rows() == RATINGS
-    assert (cache / "ml-1m.zip").read_bytes() == archive
+    (cache / f"{dataset}.zip").write_bytes(b"garbage")
+    (cache / f"{dataset}.zip.md5").write_text(f"{expected}  {dataset}.zip\n")
+    with pytest.raises(DownloadError) as caught:  # the server serves nothing yet
+        load_ratings(dataset, data_dir=cache, base_url=base_url)
+    message = str(caught.value)
+    assert message.startswith(f"{cache / f'{dataset}.zip'} fails its checksum")
+    assert f"expected MD5 {expected}, got {md5(b'garbage')}" in message
+    assert "\n" not in message and requested(httpserver) == []
+    [aside] = cache.glob(f"{dataset}.zip.corrupt-*")
+    assert aside.name in message and aside.read_bytes() == b"garbage"
+    assert not (cache / f"{dataset}.zip").exists()
+
+    serve(httpserver, dataset, archive)
+    assert load_ratings(dataset, data_dir=cache, base_url=base_url).rows() == RATINGS
+    assert (cache / f"{dataset}.zip").read_bytes() == archive
+    assert requested(httpserver)[-1] == f"/{dataset}.zip"
 
 
 def test_cache_dir_defaults_to_dotlab_data_dir(httpserver, base_url, tmp_path, monkeypatch):
@@ -354,7 +371,8 @@ def test_a_failed_download_says_what_to_do_keeps_nothing_and_a_retry_succeeds(
     with pytest.raises(DownloadError) as caught:
         load_ratings(dataset, data_dir=cache, base_url=failing_url)
     message = str(caught.value)
-    assert f"Could not download {failing_url}{dataset}.zip" in message
+    assert message.startswith(f"Could not download {failing_url}{dataset}.zip (")
+    assert "\n" not in message and isinstance(caught.value.__cause__, Exception)
     assert f"place it at {cache / f'{dataset}.zip'}" in message
     assert (f"with its {dataset}.zip.md5 beside it" in message) == (dataset == "ml-20m")
     assert files_under(cache) == []

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 import shutil
 import tempfile
+import time
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,23 +128,43 @@ def fetch_archive(
         saved_md5.unlink(missing_ok=True)
     try:
         md5 = release.md5 or get_published_md5(url, saved_md5)
-        pooch.retrieve(
-            url,
-            known_hash=f"md5:{md5}",
-            fname=release.archive_name,
-            path=cache_dir,
-            progressbar=True,
-        )
+        if archive.is_file():
+            check_cached_archive(archive, md5)
+        else:
+            pooch.retrieve(url, f"md5:{md5}", release.archive_name, cache_dir, progressbar=True)
     except (requests.RequestException, ValueError, OSError) as error:
         by_hand = f"{archive}" + ("" if release.md5 else f" with its {saved_md5.name} beside it")
         raise DownloadError(
-            f"Could not download {url}: {error}\n"
-            f"Check the connection and run again (a partial download is never kept), or download "
-            f"the archive yourself and place it at {by_hand}."
+            f"Could not download {url} ({describe_error(error)}); check the connection and run "
+            f"again (a partial download is never kept), or download the archive yourself and "
+            f"place it at {by_hand}."
         ) from error
     if not release.md5:
         saved_md5.write_text(md5 + "\n")  # only once the archive matched it
     return archive
+
+
+def check_cached_archive(archive: Path, md5: str) -> None:
+    """Raise when `archive` does not match `md5`, moving it aside so the next call downloads
+    the archive afresh (the bad copy is kept for a look, never deleted silently)."""
+    actual = pooch.file_hash(str(archive), alg="md5")
+    if actual != md5:
+        aside = archive.with_name(f"{archive.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(archive, aside)
+        raise DownloadError(
+            f"{archive} fails its checksum: expected MD5 {md5}, got {actual}. Moved it aside "
+            f"to {aside.name}; run again to download the archive afresh."
+        )
+
+
+def describe_error(error: BaseException) -> str:
+    """What went wrong, in one line: the HTTP status, else the innermost error's message."""
+    response = getattr(error, "response", None)
+    if response is not None:
+        return f"HTTP {response.status_code} {response.reason}"
+    while error.__cause__ or error.__context__:
+        error = error.__cause__ or error.__context__
+    return (str(error) or type(error).__name__).splitlines()[0]
 
 
 def get_published_md5(url: str, saved: Path) -> str:
@@ -327,9 +350,18 @@ def load_movies(dataset: str = "ml-latest-small", **location) -> pl.DataFrame:
 
 def keep_top_movies(ratings: pl.DataFrame, top_n_movies: int) -> pl.DataFrame:
     """Keep the ratings of the `top_n_movies` most-rated movies (ties: smaller movieId first)."""
-    if top_n_movies < 1:
-        raise DatasetError(f"top_n_movies must be a positive number of movies, got {top_n_movies}.")
+    whole = isinstance(top_n_movies, numbers.Integral) and not isinstance(top_n_movies, bool)
+    if not whole or top_n_movies < 1:
+        raise DatasetError(
+            f"top_n_movies must be a positive whole number of movies, got {top_n_movies!r}."
+        )
     counts = ratings.group_by("movieId").len().sort(["len", "movieId"], descending=[True, False])
+    if top_n_movies > counts.height:
+        warnings.warn(
+            f"top_n_movies={top_n_movies} is more than the {counts.height} movies rated; "
+            f"kept all {counts.height}.",
+            stacklevel=3,
+        )
     top = counts.head(top_n_movies).get_column("movieId")
     return ratings.filter(pl.col("movieId").is_in(top.implode()))
 
