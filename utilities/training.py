@@ -28,6 +28,8 @@ for _name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_
     logging.getLogger(_name).setLevel(logging.WARNING)
 # Lightning warns that our in-memory loaders "do not have many workers": they need none.
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+# pytorch_lightning 2.6 itself calls torch's deprecated `isinstance(treespec, LeafSpec)`.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 
 Batch = tuple[torch.Tensor, ...]
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -53,7 +55,7 @@ def get_thread_count() -> int:
     """Torch threads for training: `DOTLAB_THREADS`, else 1 (see benchmarks/README.md: one
     thread is as fast on these small models and degrades only in proportion on a busy CPU)."""
     value = os.environ.get("DOTLAB_THREADS", "1")
-    if not value.isdigit() or int(value) < 1:
+    if not value.isdecimal() or int(value) < 1:  # isdigit() passes "²", which int() rejects
         raise ValueError(f"DOTLAB_THREADS must be a positive integer, got {value!r}.")
     return int(value)
 
@@ -391,11 +393,12 @@ def final_metrics(
 @torch.no_grad()
 def predict(model: nn.Module, *inputs: torch.Tensor, batch_size: int = 65_536) -> torch.Tensor:
     """The model's predictions for the rows of `inputs`, in order, without gradients."""
+    was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     chunks = zip(*(t.to(device).split(batch_size) for t in inputs), strict=True)
     predictions = torch.cat([model(*chunk) for chunk in chunks])
-    model.train()
+    model.train(was_training)
     return predictions
 
 
