@@ -3,11 +3,16 @@ notebook trains them again), the mean baseline, and Surprise's models on the sam
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
+import polars as pl
 import torch
 from surprise import Dataset, Reader
 from torch import nn
+
+from utilities.sweep import run_sweep
 
 Ratings = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -89,3 +94,23 @@ def predict_surprise(algorithm, users: torch.Tensor, movies: torch.Tensor) -> to
     pairs = zip(users.tolist(), movies.tolist(), strict=True)
     estimates = [algorithm.predict(user, movie).est for user, movie in pairs]
     return torch.from_numpy(np.asarray(estimates, dtype=np.float32))
+
+
+def tune_then_repeat(
+    train_one: Callable[..., tuple[dict, nn.Module]],
+    grid: dict[str, list],
+    seeds: list[int],
+    score_test: Callable[[nn.Module], dict[str, float]],
+) -> pl.DataFrame:
+    """Train every setting of `grid` at `seeds[0]` and keep the lowest `val_mse`; train that
+    setting at the other seeds; score each of those models once on the test split.
+
+    `train_one(**setting, seed=...)` returns a row (with `val_mse`) and the trained model.
+    """
+    trials = run_sweep(train_one, grid, seed=seeds[0], description="tuning")
+    row, model = min(trials, key=lambda trial: trial[0]["val_mse"])
+    setting = {key: row[key] for key in grid}
+    others = {"seed": seeds[1:]}
+    repeats = run_sweep(train_one, others, **setting, description="seeds") if seeds[1:] else []
+    chosen = [(row, model), *repeats]
+    return pl.DataFrame([row | score_test(model) for row, model in chosen])
