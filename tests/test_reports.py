@@ -153,7 +153,9 @@ def test_executing_computes_the_outputs_the_index_reads(tmp_path):
 
 
 def test_a_failing_cell_names_the_notebook_the_cell_and_the_saved_traceback(tmp_path):
-    bad = write_notebook(tmp_path / "bad.ipynb", new_code_cell("x = 1\n1 / 0"))
+    bad = write_notebook(
+        tmp_path / "bad.ipynb", new_code_cell("# NBVAL_IGNORE_OUTPUT\nx = 1\n1 / 0")
+    )
     with pytest.raises(ReportError) as caught:
         build_site([bad], tmp_path / "site", execute=True)
     assert str(caught.value) == (

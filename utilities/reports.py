@@ -184,8 +184,8 @@ def execute_notebook(
     except CellTimeoutError as error:  # the kernel did not answer the interrupt
         raise ReportError(timeout_message(path, "a cell", timeout)) from error
     except PapermillExecutionError as error:
-        first_line = error.source.strip().partition("\n")[0]
-        cell = f"cell In [{error.exec_count}] ({first_line!r})"
+        code = [line for line in error.source.splitlines() if line.strip()[:1] not in ("", "#")]
+        cell = f"cell In [{error.exec_count}] ({(code or [''])[0]!r})"
         if error.ename in ("KeyboardInterrupt", "CellTimeoutError"):  # interrupted on timeout
             raise ReportError(timeout_message(path, cell, timeout)) from error
         raise ReportError(
