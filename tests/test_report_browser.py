@@ -17,6 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 TIMEOUT_MS = 30_000
+NBCONVERT_PLACEHOLDER = "No description has been provided for this image"
 
 
 def find_chromium() -> str | None:
@@ -71,6 +72,28 @@ def loaded_images(page, selector: str = "img") -> list[tuple[str, int]]:
     )
 
 
+def image_boxes(page) -> list[dict]:
+    """Each image's alt text, and its width beside that of its column: the notebook cell it is
+    in, or on the index its entry."""
+    return page.eval_on_selector_all(
+        "img",
+        """els => els.map(e => {
+            const column = e.closest('.jp-Cell, article').getBoundingClientRect();
+            const box = e.getBoundingClientRect();
+            return {alt: e.getAttribute('alt'), src: e.src.slice(0, 40), width: box.width,
+                    right: box.right, column: column.width, column_right: column.right};
+        })""",
+    )
+
+
+def check_images(boxes: list[dict], url: str) -> None:
+    """Every image has a real alt text and fits inside its column."""
+    for box in boxes:
+        assert box["alt"] and box["alt"] != NBCONVERT_PLACEHOLDER, f"{url}: {box}"
+        assert box["width"] <= box["column"] + 0.5, f"{url}: image wider than its column: {box}"
+        assert box["right"] <= box["column_right"] + 0.5, f"{url}: image sticks out: {box}"
+
+
 def local_links(page) -> list[str]:
     hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
     return sorted({href.split("#")[0] for href in hrefs if href.startswith("file:")})
@@ -81,6 +104,7 @@ def test_index_and_every_linked_page_load_with_their_figures(browser, site):
     thumbnails = loaded_images(index)
     assert len(thumbnails) == len(NOTEBOOKS)
     assert all(width == 360 for _, width in thumbnails), thumbnails
+    check_images(image_boxes(index), site.as_uri())
     pages = [link for link in local_links(index) if link != site.as_uri()]
     assert pages == [(site.parent / f"{path.stem}.html").as_uri() for path in NOTEBOOKS]
     for notebook, url in zip(NOTEBOOKS, pages, strict=True):
@@ -88,7 +112,10 @@ def test_index_and_every_linked_page_load_with_their_figures(browser, site):
         figures = loaded_images(page, 'img[src^="data:image/png"]')
         assert len(figures) == count_figures(notebook) > 0, url
         assert all(width > 0 for _, width in figures), f"{url}: a figure did not load"
+        check_images(image_boxes(page), url)
         assert site.as_uri() in local_links(page), f"{url}: no link back to the index"
+        back = page.locator("header.dotlab-header a[href='index.html']")
+        assert back.is_visible() and back.bounding_box()["height"] >= 18, f"{url}: header link"
         assert page.title() == notebook.stem
         problems += page_problems
         page.close()

@@ -72,6 +72,10 @@ def test_the_index_lists_question_headline_thumbnail_and_link(tmp_path):
     page = (tmp_path / "site" / "01_tiny.html").read_text()
     inline = re.findall(r'<img[^>]*src="data:image/png;base64', page)
     assert len(inline) == 2  # figures inline: the page stands alone
+    # saved outputs record no titles: each figure is described by its place in the notebook
+    alts = re.findall(r'<img alt="([^"]*)"', page)
+    assert alts == [f"Figure {n} of 2: Is x larger than 1?" for n in (1, 2)]
+    assert 'alt="Figure 2 of 2: Is x larger than 1?"' in text  # the thumbnail's
     assert 'href="index.html"' in page
     assert "cdnjs" not in page and "<script src=" not in page  # loads complete offline
 
@@ -141,12 +145,17 @@ def test_executing_computes_the_outputs_the_index_reads(tmp_path):
         new_code_cell(
             "import matplotlib.pyplot as plt\n"
             "from IPython.display import Markdown, display\n"
-            "plt.plot([0, 1], [0, 6 * 7])\nplt.show()\n"
+            "fig, axes = plt.subplots(1, 2)\nfig.suptitle('Six times seven')\n"
+            "axes[0].plot([0, 1], [0, 6 * 7])\naxes[0].set_title('a line')\nplt.show()\n"
             "display(Markdown(f'**Conclusion.** It is {6 * 7}.'))"
         ),
     )
     text = build_site([notebook], tmp_path / "site").read_text()
     assert "It is 42." in text and "computed by executing the notebook" in text
+    # the kernel recorded the figure's titles; they are its alt text, on the page and the index
+    assert 'alt="Six times seven; a line"' in text
+    page = (tmp_path / "site" / "fresh.html").read_text()
+    assert re.findall(r'<img alt="([^"]*)"', page) == ["Six times seven; a line"]
     assert Image.open(tmp_path / "site" / "thumbnails" / "fresh.png").width == 360
     saved = nbformat.read(notebook, as_version=4)
     assert saved.cells[1].outputs == []  # the source notebook is left as it was

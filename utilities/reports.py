@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import base64
 import html
+import inspect
 import io
 import logging
 import os
@@ -59,6 +60,10 @@ PAGE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {{ super() }}
 {{ resources.dotlab_header }}
 {%- endblock body_header -%}
+{% block data_png scoped %}
+{%- set alt = output | get_metadata('alt', 'image/png') | escape_html -%}
+{{ super() | replace('<img ', '<img alt="' ~ alt ~ '" ', 1) }}
+{%- endblock data_png %}
 """
 
 INDEX_STYLE = """
@@ -84,6 +89,7 @@ class Entry:
     question: str
     headline: str  # Markdown
     parameters: dict[str, object] = field(default_factory=dict)  # injected with -p
+    figure_alt: str = ""  # the main figure's
 
 
 def read_question(nb: nbformat.NotebookNode, name: str) -> str:
@@ -116,18 +122,23 @@ def read_headline(nb: nbformat.NotebookNode, name: str) -> str:
     )
 
 
-def read_main_figure(nb: nbformat.NotebookNode, name: str) -> bytes:
-    """The PNG of the cell tagged `main-figure`, else the last figure: the one the house layout
-    puts just before the results and the conclusion."""
-    figures = [
-        (cell, output["data"]["image/png"])
-        for cell, output in iter_outputs(nb)
-        if "image/png" in output.get("data", {})
-    ]
+def label_figures(nb: nbformat.NotebookNode, question: str) -> list:
+    """`(cell, output)` of every figure, each output's metadata given an `alt` text where the
+    kernel recorded none (see `add_titles_as_alt_text`): its place in the notebook."""
+    figures = [(c, out) for c, out in iter_outputs(nb) if "image/png" in out.get("data", {})]
+    plain = question.replace("`", "").replace("*", "")
+    for number, (_, output) in enumerate(figures, 1):
+        output.metadata.setdefault("alt", f"Figure {number} of {len(figures)}: {plain}")
+    return figures
+
+
+def read_main_figure(figures: list, name: str) -> nbformat.NotebookNode:
+    """The figure output of the cell tagged `main-figure`, else the last figure: the one the house
+    layout puts just before the results and the conclusion."""
     if not figures:
         raise ReportError(f"{name}: no figure (image/png output) to show in the index.")
-    tagged = [png for cell, png in figures if MAIN_FIGURE_TAG in cell.metadata.get("tags", [])]
-    return base64.b64decode((tagged or [figures[-1][1]])[0])
+    tagged = [out for cell, out in figures if MAIN_FIGURE_TAG in cell.metadata.get("tags", [])]
+    return (tagged or [figures[-1][1]])[0]
 
 
 def make_thumbnail(png: bytes, width: int = THUMBNAIL_WIDTH) -> bytes:
@@ -138,6 +149,28 @@ def make_thumbnail(png: bytes, width: int = THUMBNAIL_WIDTH) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
+
+
+def add_titles_as_alt_text() -> None:
+    """Run in the kernel: every figure the inline backend shows records its titles (the figure's,
+    then each axes') as `alt` in its output's metadata, for the page's alt text."""
+    import matplotlib_inline.backend_inline as inline
+
+    fetch = inline._fetch_figure_metadata  # the metadata the backend displays a figure with
+
+    def fetch_with_alt(fig):
+        titles = [fig.get_suptitle(), *(ax.get_title() for ax in fig.axes)]
+        alt = "; ".join(title for title in titles if title)
+        return {**(fetch(fig) or {}), "alt": alt} if alt else fetch(fig)
+
+    inline._fetch_figure_metadata = fetch_with_alt
+
+
+# The kernel runs this before the notebook's first cell, outside its history and its namespace.
+KERNEL_ARGS = [
+    f"--IPKernelApp.exec_lines={inspect.getsource(add_titles_as_alt_text)}"
+    "add_titles_as_alt_text()\ndel add_titles_as_alt_text"
+]
 
 
 def parse_value(text: str) -> object:
@@ -177,6 +210,7 @@ def execute_notebook(
             parameters=dict(parameters),
             cwd=path.parent,
             config=KERNEL_CONFIG,
+            extra_arguments=KERNEL_ARGS,
             progress_bar=sys.stderr.isatty(),
             execution_timeout=timeout,
             **ON_TIMEOUT,
@@ -224,7 +258,7 @@ def render_index(entries: Sequence[Entry], source: str) -> str:
     articles = "\n".join(
         f'<article id="{e.stem}">\n'
         f'<a href="{e.stem}.html"><img src="thumbnails/{e.stem}.png"'
-        f' alt="Main figure of {html.escape(e.stem)}"></a>\n'
+        f' alt="{html.escape(e.figure_alt)}"></a>\n'
         f'<div><h2><a href="{e.stem}.html">{render_inline(e.question)}</a></h2>\n'
         f'<div class="headline">{markdown2html(e.headline)}</div>{render_parameters(e)}</div>\n'
         "</article>"
@@ -274,8 +308,10 @@ def build_page(
         print(f"executing {path}", file=sys.stderr)
         nb = execute_notebook(path, output_dir / f"{path.stem}.ipynb", parameters, timeout)
     question, headline = read_question(nb, path.name), read_headline(nb, path.name)
-    entry = Entry(path.stem, question, headline, read_parameters(nb))
-    thumbnail = make_thumbnail(read_main_figure(nb, path.name))
+    main_figure = read_main_figure(label_figures(nb, question), path.name)
+    alt = main_figure.metadata["alt"]
+    entry = Entry(path.stem, question, headline, read_parameters(nb), alt)
+    thumbnail = make_thumbnail(base64.b64decode(main_figure.data["image/png"]))
     write_atomically(output_dir / "thumbnails" / f"{path.stem}.png", thumbnail)
     write_atomically(output_dir / f"{path.stem}.html", render_page(nb, entry).encode())
     return entry
