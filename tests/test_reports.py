@@ -14,7 +14,14 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from PIL import Image
 
-from utilities.reports import ReportError, build_site, main, make_thumbnail, parse_value
+from utilities.reports import (
+    ReportError,
+    build_site,
+    main,
+    make_thumbnail,
+    parse_parameters,
+    parse_value,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -225,6 +232,8 @@ def test_a_parameter_given_on_the_command_line_is_injected(tmp_path, capsys):
             "tiny.ipynb: unknown parameter M; its parameters are N (the cell tagged 'parameters').",
         ),
         (["tiny.ipynb", "-p", "N", "2", "--no-execute"], "Parameters take effect only when"),
+        (["tiny.ipynb", "-y", "[1, 2]"], "-y: expected a YAML mapping"),
+        (["tiny.ipynb", "-y", "{N: [1, 2], K: 3}"], "tiny.ipynb: unknown parameter K;"),
     ],
 )
 def test_command_line_errors_are_one_line(tmp_path, monkeypatch, capsys, argv, message):
@@ -251,6 +260,17 @@ def test_a_cell_past_the_timeout_is_one_line_saying_how_to_raise_it(tmp_path, ca
         "raise it with --timeout SECONDS"
     )
     assert "Traceback" not in err and "ZMQError" not in err
+
+
+def test_p_values_update_the_yaml_mapping_as_in_papermill():
+    pairs = [("N", "8"), ("LR", "1e-3"), ("NAME", "ml-100k")]
+    assert parse_parameters(pairs, "{SEEDS: [0, 1], N: 1}") == {
+        "SEEDS": [0, 1],
+        "N": 8,
+        "LR": 0.001,
+        "NAME": "ml-100k",
+    }
+    assert parse_parameters([], None) == {}
 
 
 @pytest.mark.parametrize("text", ["8", "-3", "1_000", "2.5", "1e-3", "nan", "True", "None", "x8"])

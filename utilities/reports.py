@@ -4,6 +4,7 @@ and main-figure thumbnails read from the (executed) notebooks.
     python -m utilities.reports notebooks/*.ipynb --output-dir reports
     python -m utilities.reports notebooks/04_sigmoid_embedding_dot.ipynb -p N_FACTORS 8 \
         --output-dir reports-n8
+    python -m utilities.reports notebooks/05_collab_nn.ipynb -y "SEEDS: [0, 1, 2]" ...
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import nbformat
 import papermill
+import yaml
 from jinja2 import DictLoader
 from nbclient.exceptions import CellTimeoutError
 from nbconvert import HTMLExporter
@@ -183,6 +185,17 @@ def parse_value(text: str) -> object:
         except ValueError:
             pass
     return text
+
+
+def parse_parameters(pairs: Sequence[Sequence[str]], yaml_text: str | None) -> dict:
+    """The `-y` YAML mapping updated with each `-p NAME VALUE`, as papermill's command line."""
+    try:
+        parameters = yaml.safe_load(yaml_text or "{}")
+    except yaml.YAMLError as error:
+        raise ReportError(f"-y: not YAML: {str(error).splitlines()[0]}") from error
+    if not isinstance(parameters, dict):
+        raise ReportError(f"-y: expected a YAML mapping such as 'SEEDS: [0, 1]', got {yaml_text!r}")
+    return parameters | {name: parse_value(value) for name, value in pairs}
 
 
 def check_parameters(path: Path, parameters: Mapping[str, object]) -> None:
@@ -361,6 +374,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="inject NAME = VALUE after the notebook's 'parameters' cell (VALUE as papermill "
         "reads it: True, False, None, an int, a float, else a string); repeatable",
     )
+    parser.add_argument("-y", "--parameters-yaml", help="parameters as a YAML mapping (lists...)")
     parser.add_argument(
         "--execute",
         action=argparse.BooleanOptionalAction,
@@ -370,16 +384,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--timeout", type=int, default=CELL_TIMEOUT_S, help="seconds a cell may run (%(default)s)"
     )
-    parser.add_argument("--verbose", action="store_true", help="full tracebacks and kernel logs")
+    parser.add_argument("--verbose", action="store_true", help="an error's full traceback")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    # papermill logs a timeout's interruption as errors; the one-line message below says it all.
-    logging.getLogger("papermill").setLevel(logging.INFO if args.verbose else logging.CRITICAL)
-    parameters = {name: parse_value(value) for name, value in args.parameter}
+    if not args.verbose:  # papermill logs a timeout's interrupt as errors; the error line says it
+        logging.getLogger("papermill").setLevel(logging.CRITICAL)
     try:
+        parameters = parse_parameters(args.parameter, args.parameters_yaml)
         index = build_site(
             args.notebooks,
             args.output_dir,
