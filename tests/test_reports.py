@@ -273,6 +273,12 @@ def test_p_values_update_the_yaml_mapping_as_in_papermill():
     assert parse_parameters([], None) == {}
 
 
+def test_a_kernel_that_dies_is_one_error(tmp_path):
+    dying = write_notebook(tmp_path / "dying.ipynb", new_code_cell("import os\nos._exit(1)"))
+    with pytest.raises(ReportError, match="dying.ipynb: the kernel died while running a cell"):
+        build_site([dying], tmp_path / "site")
+
+
 @pytest.mark.parametrize("text", ["8", "-3", "1_000", "2.5", "1e-3", "nan", "True", "None", "x8"])
 def test_values_are_read_as_papermills_command_line_reads_them(text):
     from papermill.cli import _resolve_type

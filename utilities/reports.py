@@ -25,7 +25,7 @@ import nbformat
 import papermill
 import yaml
 from jinja2 import DictLoader
-from nbclient.exceptions import CellTimeoutError
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert import HTMLExporter
 from nbconvert.filters import markdown2html
 from papermill.exceptions import PapermillExecutionError
@@ -230,6 +230,11 @@ def execute_notebook(
         )
     except CellTimeoutError as error:  # the kernel did not answer the interrupt
         raise ReportError(timeout_message(path, "a cell", timeout)) from error
+    except DeadKernelError as error:
+        raise ReportError(
+            f"{path}: the kernel died while running a cell (out of memory?); the notebook as far "
+            f"as it ran is {output}"
+        ) from error
     except PapermillExecutionError as error:
         code = [line for line in error.source.splitlines() if line.strip()[:1] not in ("", "#")]
         cell = f"cell In [{error.exec_count}] ({(code or [''])[0]!r})"
