@@ -2,9 +2,8 @@
 and main-figure thumbnails read from the (executed) notebooks.
 
     python -m utilities.reports notebooks/*.ipynb --output-dir reports
-    python -m utilities.reports notebooks/04_sigmoid_embedding_dot.ipynb -p N_FACTORS 8 \
-        --output-dir reports-n8
-    python -m utilities.reports notebooks/05_collab_nn.ipynb -y "SEEDS: [0, 1, 2]" ...
+    python -m utilities.reports notebooks/04_*.ipynb -p N_FACTORS 8 --output-dir reports-n8
+    python -m utilities.reports notebooks/05_*.ipynb -y "SEEDS: [0, 1, 2]" --output-dir reports-s3
 """
 
 from __future__ import annotations
@@ -379,7 +378,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="inject NAME = VALUE after the notebook's 'parameters' cell (VALUE as papermill "
         "reads it: True, False, None, an int, a float, else a string); repeatable",
     )
-    parser.add_argument("-y", "--parameters-yaml", help="parameters as a YAML mapping (lists...)")
+    parser.add_argument(
+        "-y",
+        "--parameters-yaml",
+        metavar="YAML",
+        help="more parameters as a YAML mapping, e.g. "
+        "'SEEDS: [0, 1, 2]' (for lists and mappings; -p overrides)",
+    )
     parser.add_argument(
         "--execute",
         action=argparse.BooleanOptionalAction,
