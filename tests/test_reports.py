@@ -202,11 +202,13 @@ def git_status(path) -> str:
     ).stdout
 
 
-def test_a_parameter_given_on_the_command_line_is_injected(tmp_path, capsys):
+def test_a_parameter_given_on_the_command_line_is_injected(tmp_path, capfd):
     notebook = parameterised_notebook(tmp_path / "tiny.ipynb")
     before, notebooks_clean = notebook.read_bytes(), git_status("notebooks") == ""
     main([str(notebook), "-p", "N", "8", "--output-dir", str(tmp_path / "out")])
-    assert "1 notebook pages" in capsys.readouterr().out
+    out, err = capfd.readouterr()  # the kernel's own output included
+    assert "1 notebook pages" in out
+    assert err == f"executing {notebook}\n"  # no kernel warnings (TCP without encryption)
     index = (tmp_path / "out" / "index.html").read_text()
     assert "N is 8." in index and "Run with <code>N = 8</code>" in index
     page = (tmp_path / "out" / "tiny.html").read_text()
