@@ -1,14 +1,12 @@
-"""Fixtures shared by the unit tests: the bundled ratings loaded once, tiny Lightning models,
-and guards that keep every test away from the project's own MLflow store and the user's cache."""
+"""Fixtures shared by the unit tests: the bundled ratings loaded once, a fresh MLflow store per
+test that asks for one, and guards that keep every test away from the project's own store, the
+working directory and the user's cache."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-import pytorch_lightning as pl
-import torch
-from torch import nn
 
 from utilities.data import load_torch_data
 
@@ -62,68 +60,9 @@ def bundled_ratings(bundled):
     return bundled[0]
 
 
-class PairRegressor(pl.LightningModule):
-    """A linear model of `a * b`: learns the dot product of vector pairs in a few steps."""
-
-    def __init__(self, dim: int = 4, lr: float = 0.1) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.linear = nn.Linear(dim, 1)
-        self.train_batches: list[list[tuple[float, int]]] = []
-
-    def forward(self, a, b):
-        return self.linear(a * b).squeeze(1)
-
-    def loss(self, batch):
-        a, b, target = batch
-        return nn.functional.mse_loss(self(a, b), target)
-
-    def on_train_epoch_start(self) -> None:
-        self.train_batches.append([])
-
-    def training_step(self, batch, batch_idx):
-        loss = self.loss(batch)
-        self.train_batches[-1].append((loss.item(), len(batch[0])))
-        self.log("train_loss", loss, on_step=False, on_epoch=True)
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        self.log("val_loss", self.loss(batch), on_step=False, on_epoch=True)
-
-    def test_step(self, batch, batch_idx):
-        self.log("test_loss", self.loss(batch), on_step=False, on_epoch=True)
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
-
-
-class Drift(pl.LightningModule):
-    """One parameter `w` that each training step raises by exactly 1, whatever the data;
-    validation loss `(w - target)^2`. The epoch of the best validation loss is known in advance."""
-
-    def __init__(self, target: float) -> None:
-        super().__init__()
-        self.target = target
-        self.w = nn.Parameter(torch.zeros(()))
-        self.val_losses: list[float] = []
-
-    def training_step(self, batch, batch_idx):
-        return -self.w  # gradient -1; SGD with lr=1 adds 1
-
-    def validation_step(self, batch, batch_idx):
-        loss = (self.w - self.target) ** 2
-        self.log("val_loss", loss, on_step=False, on_epoch=True)
-        self.val_losses.append(loss.item())
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=1.0)
-
-
 @pytest.fixture
-def pair_regressor_cls():
-    return PairRegressor
-
-
-@pytest.fixture
-def drift_cls():
-    return Drift
+def store(tmp_path, monkeypatch) -> Path:
+    """A fresh MLflow store for this test alone (the session's store is shared by every test)."""
+    folder = tmp_path / "mlflow-store"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", str(folder))
+    return folder

@@ -1,137 +1,147 @@
-"""A fit whose loss turns NaN or infinite stops with an error naming the run and the step, and
-its MLflow run ends FAILED."""
+"""A fit whose training loss turns NaN or infinite stops with an error naming the run and the
+step; its MLflow run ends FAILED and keeps the epochs that finished."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
-import pytorch_lightning as pl
 import torch
 from mlflow import MlflowClient
 from torch import nn
+from torch.nn import functional as F
 
 from utilities.splits import TensorBatchLoader
-from utilities.synthetic import fixed_pair_loader
+from utilities.synthetic import make_vector_pairs
 from utilities.tracking import get_tracking_uri
-from utilities.training import DivergenceError, StopOnDivergence, fit_tracked, make_trainer
+from utilities.training import (
+    BatchGroups,
+    DivergenceError,
+    StopOnDivergence,
+    Trainee,
+    fit,
+    make_trainer,
+    torch_threads,
+)
+
+NEVER = 10**9
+# 40 pairs in batches of 4: 10 optimiser steps an epoch, handed over in groups of 8 and 2.
+PAIRS = make_vector_pairs(40, 2, generator=torch.Generator().manual_seed(0))
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", str(tmp_path / "store"))
-    monkeypatch.chdir(tmp_path)  # Lightning's default_root_dir
+class BadAt(nn.Module):
+    """A linear model of pairs whose prediction gets `bad_value` added on training forward pass
+    `bad_call` (counted from 0; validation passes are not counted)."""
 
-
-def batches(n: int) -> TensorBatchLoader:
-    return TensorBatchLoader(torch.zeros(n), batch_size=1)
-
-
-class NanAt(pl.LightningModule):
-    """Loss `(w - 1)^2`, plus `bad_value` (NaN by default) at step `bad_step`; counts steps."""
-
-    def __init__(
-        self,
-        bad_step: int,
-        bad_value: float = float("nan"),
-        bad_val: bool = False,
-        dtype: torch.dtype = torch.float32,
-    ):
+    def __init__(self, bad_call: int, bad_value: float = float("nan"), dtype=torch.float32):
         super().__init__()
-        self.w = nn.Parameter(torch.zeros((), dtype=dtype))
-        self.bad_step, self.bad_value, self.bad_val = bad_step, bad_value, bad_val
-        self.steps_run = 0
+        torch.manual_seed(0)
+        self.linear = nn.Linear(2, 1, dtype=dtype)
+        self.bad_call, self.bad_value, self.calls = bad_call, bad_value, 0
 
-    def training_step(self, batch, batch_idx):
-        self.steps_run += 1
-        loss = (self.w - 1) ** 2
-        return loss + self.bad_value if self.global_step == self.bad_step else loss
-
-    def validation_step(self, batch, batch_idx):
-        loss = (self.w - 1) ** 2
-        self.log("val_loss", loss * float("nan") if self.bad_val else loss)
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        prediction = self.linear((a * b).to(self.linear.weight.dtype)).squeeze(1)
+        if not self.training:
+            return prediction
+        self.calls += 1
+        return prediction + self.bad_value if self.calls - 1 == self.bad_call else prediction
 
 
-def run_status(run_id: str) -> str:
-    return MlflowClient(get_tracking_uri()).get_run(run_id).info.status
+def fit_pairs(model: nn.Module, **kwargs):
+    return fit(model, PAIRS, PAIRS, epochs=5, lr=0.01, batch_size=4, accelerator="cpu", **kwargs)
 
 
-def only_run_id(experiment: str) -> str:
+def only_run(experiment: str):
     client = MlflowClient(get_tracking_uri())
-    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-    assert len(runs) == 1
-    return runs[0].info.run_id
+    [run] = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    return run
 
 
-def test_learning_rate_10_fails_the_run_naming_it_and_the_step(store, pair_regressor_cls):
-    """Plain SGD at lr=10 on a linear model multiplies the error ~20x a step: inf, then NaN."""
-    torch.manual_seed(0)
-    model = pair_regressor_cls(dim=4, lr=10.0)
-    train = fixed_pair_loader(640, 4, batch_size=64, seed=0)  # 10 steps an epoch
-    with pytest.raises(DivergenceError) as caught:
-        fit_tracked(model, train, experiment="diverging", max_epochs=20)
-    run_id = only_run_id("diverging")
-    run = MlflowClient(get_tracking_uri()).get_run(run_id)
-    assert run.info.status == "FAILED"
-    message = str(caught.value)
-    assert run_id in message and repr(run.info.run_name) in message
-    assert "experiment 'diverging'" in message
-    losses = [loss for epoch in model.train_batches for loss, _ in epoch]
-    first_bad = next(i for i, loss in enumerate(losses) if not torch.isfinite(torch.tensor(loss)))
-    epoch, batch = divmod(first_bad, 10)
-    assert f"at global step {first_bad} (epoch {epoch}, batch {batch})" in message
-    assert first_bad > 5  # it did train a while before blowing up: the loss went inf, then NaN
-
-
-def test_a_healthy_run_finishes(store, pair_regressor_cls):
-    model = pair_regressor_cls(dim=4, lr=0.05)
-    train = fixed_pair_loader(256, 4, batch_size=64, seed=0)
-    run_id = fit_tracked(model, train, experiment="healthy", max_epochs=3)
-    assert run_status(run_id) == "FINISHED"
+def metric_steps(run_id: str, key: str) -> dict[int, float]:
+    history = MlflowClient(get_tracking_uri()).get_metric_history(run_id, key)
+    return {metric.step: metric.value for metric in history}
 
 
 @pytest.mark.parametrize(
-    ("bad_step", "bad_value", "where"),
+    ("bad_call", "bad_value", "where"),
     [
-        (13, float("nan"), "the training loss was nan at global step 13 (epoch 1, batch 3)"),
-        (0, float("inf"), "the training loss was inf at global step 0 (epoch 0, batch 0)"),
-        (29, -float("inf"), "the training loss was -inf at global step 29 (epoch 2, batch 9)"),
+        (13, float("nan"), "the training loss was nan by optimiser step 18 (epoch 2)"),
+        (7, float("inf"), "the training loss was inf by optimiser step 8 (epoch 1)"),
+        (29, -float("inf"), "the training loss was inf by optimiser step 30 (epoch 3)"),
     ],
 )
-def test_the_first_bad_step_is_named_exactly(tmp_path, bad_step, bad_value, where):
-    module = NanAt(bad_step, bad_value)
-    trainer = make_trainer(max_epochs=5, default_root_dir=tmp_path)
-    with pytest.raises(DivergenceError, match="no MLflow logger") as caught:
-        trainer.fit(module, batches(10))
-    assert where in str(caught.value)
-    assert module.steps_run == 10 * (bad_step // 10 + 1)  # the default checks at epoch end
+def test_the_run_fails_naming_itself_and_the_group_of_the_first_bad_step(
+    bad_call, bad_value, where
+):
+    """A step's loss is checked with its group's: step 14 (epoch 2, its 4th batch) is in the
+    epoch's first group of 8, steps 11 to 18; after it the weights are NaN, so only a bad last
+    step of a group shows as inf."""
+    model = BadAt(bad_call, bad_value)
+    experiment = f"diverging at {bad_call}"
+    with pytest.raises(DivergenceError) as caught:
+        fit_pairs(model, experiment=experiment, run_name="bad pairs")
+    message = str(caught.value)
+    assert where in message
+    run = only_run(experiment)
+    assert run.info.status == "FAILED" and run.info.run_name == "bad pairs"
+    assert f"MLflow run 'bad pairs' ({run.info.run_id}) of experiment {experiment!r}" in message
+    # the check runs at the end of the epoch, before it is recorded: finished epochs only
+    finished = bad_call // 10
+    assert model.calls == 10 * (finished + 1)
+    assert sorted(metric_steps(run.info.run_id, "train_loss")) == list(range(1, finished + 1))
+
+
+def test_the_failed_run_keeps_the_finished_epochs_as_a_healthy_fit_has_them():
+    failed = BadAt(bad_call=25)  # in epoch 3
+    with torch_threads(3):
+        with pytest.raises(DivergenceError):
+            fit_pairs(failed, experiment="kept", run_name="fails")
+        assert torch.get_num_threads() == 3  # restored after the error too
+    healthy = fit(
+        BadAt(NEVER), PAIRS, PAIRS, epochs=2, lr=0.01, batch_size=4, accelerator="cpu"
+    ).history
+    run = only_run("kept")
+    for key in ("train_loss", "val_loss"):
+        logged = metric_steps(run.info.run_id, key)
+        assert list(logged) == healthy.get_column("epoch").to_list() == [1, 2]
+        assert list(logged.values()) == pytest.approx(healthy.get_column(key).to_list())
+    assert MlflowClient(get_tracking_uri()).list_artifacts(run.info.run_id) == []  # no weights
+
+
+def test_a_learning_rate_of_10_diverges_for_real():
+    """Plain SGD at lr 10 on a linear model multiplies the error ~20x a step: within two epochs
+    its square passes float32's 3.4e38 while the weights are still finite."""
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1)
+    x, y = torch.randn(640, 2), torch.randn(640, 1)
+    with pytest.raises(DivergenceError) as caught:
+        fit(model, (x, y), epochs=20, lr=10.0, optimizer="sgd", batch_size=64, accelerator="cpu")
+    message = str(caught.value)
+    assert "in fit 'Linear · lr 10 · wd 0 · seed 0' (not tracked)" in message
+    assert re.search(
+        r"the training loss was inf by optimiser step (8|10|18|20) \(epoch [12]\)", message
+    )
+    assert "Lower the learning rate" in message
+
+
+def test_a_large_finite_float64_loss_is_not_divergence():
+    """(1e150)² is finite in float64 but infinite in float32: the check keeps the loss's dtype."""
+    a, b, target = (t.double() for t in PAIRS)
+    model = BadAt(bad_call=3, bad_value=1e150, dtype=torch.float64)
+    result = fit(model, (a, b, target), epochs=1, lr=0.01, batch_size=4, accelerator="cpu")
+    assert result.history.item(0, "train_loss") == pytest.approx(1e300 * 4 / 40, rel=1e-3)
 
 
 def test_checks_within_an_epoch_every_check_every_steps(tmp_path):
-    module = NanAt(bad_step=10)
-    trainer = make_trainer(
-        max_epochs=1, default_root_dir=tmp_path, callbacks=[StopOnDivergence(check_every=4)]
+    """Groups of 8 batches; a check every 2 groups finds step 21 (in the third group, steps
+    17 to 24) after the fourth group, long before the epoch's 100 steps end."""
+    model = BadAt(bad_call=20)
+    trainee = Trainee(model, F.mse_loss, lambda params: torch.optim.SGD(params, lr=0.01))
+    stop = StopOnDivergence("a test", check_every=2)
+    trainer = make_trainer(1, [stop], accelerator="cpu", default_root_dir=tmp_path)
+    loader = TensorBatchLoader(
+        *make_vector_pairs(100, 2, generator=torch.Generator()), batch_size=1
     )
-    with pytest.raises(DivergenceError, match="global step 10 "):
-        trainer.fit(module, batches(100))
-    assert module.steps_run == 12  # the check after steps 8..11, not the end of the epoch
-
-
-def test_a_nan_validation_loss_fails_too(store):
-    module = NanAt(bad_step=-1, bad_val=True)
-    with pytest.raises(DivergenceError, match=r"val_loss was nan after global step 5 \(epoch 0\)"):
-        fit_tracked(module, batches(5), batches(2), experiment="bad-val", max_epochs=3)
-    assert run_status(only_run_id("bad-val")) == "FAILED"
-
-
-def test_finite_losses_train_to_the_end(tmp_path):
-    module = NanAt(bad_step=-1)
-    make_trainer(max_epochs=3, default_root_dir=tmp_path).fit(module, batches(7), batches(2))
-    assert module.steps_run == 21
-
-
-def test_a_large_finite_float64_loss_is_not_divergence(tmp_path):
-    module = NanAt(bad_step=3, bad_value=1e300, dtype=torch.float64)  # inf only in float32
-    make_trainer(max_epochs=1, default_root_dir=tmp_path).fit(module, batches(5))
-    assert module.steps_run == 5
+    with pytest.raises(DivergenceError, match=r"nan by optimiser step 24 \(epoch 1\), in a test"):
+        trainer.fit(trainee, BatchGroups(loader, 8))
+    assert model.calls == 32

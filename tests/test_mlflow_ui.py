@@ -1,4 +1,4 @@
-"""Smoke test of the MLflow UI on a store the project wrote: `mlflow ui` on 127.0.0.1 serves the
+"""Smoke test of the MLflow UI on a store `fit` wrote: `mlflow ui` on 127.0.0.1 serves the
 experiments and runs (with their metrics) through its REST API, and stops cleanly."""
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import time
 
 import pytest
 import requests
+import torch
 
 from utilities.models import DotProductMLP
-from utilities.synthetic import fixed_pair_loader
+from utilities.synthetic import make_vector_pairs
 from utilities.tracking import get_tracking_uri
-from utilities.training import fit_tracked
+from utilities.training import Fit, fit
 
 EXPERIMENTS = ("01_dot_product_mlp", "02_shallow_vs_deep")
 STARTUP_TIMEOUT_S = 60
@@ -29,18 +30,17 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def logged_runs(tmp_path_factory) -> dict[str, str]:
-    """One real training run per experiment in a fresh store: experiment name -> run id."""
-    folder = tmp_path_factory.mktemp("ui-store")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", str(folder / "store"))
-        patch.chdir(folder)
-        runs = {}
-        for seed, experiment in enumerate(EXPERIMENTS):
-            train = fixed_pair_loader(128, 2, batch_size=64, seed=seed)
-            model = DotProductMLP(2, [8], learning_rate=0.01)
-            runs[experiment] = fit_tracked(model, train, experiment=experiment, max_epochs=2)
-        yield runs | {"uri": get_tracking_uri()}
+def logged_runs() -> dict[str, Fit]:
+    """One real training run per experiment in the session's store: experiment name -> fit."""
+    runs = {}
+    for seed, experiment in enumerate(EXPERIMENTS):
+        pairs = make_vector_pairs(128, 2, generator=torch.Generator().manual_seed(seed))
+        model = DotProductMLP(2, [8])
+        runs[experiment] = fit(
+            model, pairs, epochs=2, lr=0.01, batch_size=64, experiment=experiment,
+            accelerator="cpu",
+        )  # fmt: skip
+    return runs
 
 
 def wait_until_serving(server: subprocess.Popen, url: str) -> float:
@@ -62,7 +62,7 @@ def ui(logged_runs, tmp_path_factory):
     """`mlflow ui` on a free port of 127.0.0.1 over the store; its base URL. Always stopped."""
     port = free_port()
     command = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--backend-store-uri", logged_runs["uri"], "--workers", "1"]
+    command += ["--backend-store-uri", get_tracking_uri(), "--workers", "1"]
     server = subprocess.Popen(
         command,
         cwd=tmp_path_factory.mktemp("ui-cwd"),  # anything it writes lands here
@@ -99,15 +99,15 @@ def test_the_ui_serves_the_experiments_and_their_runs(ui, logged_runs):
     for experiment in EXPERIMENTS:
         body = {"experiment_ids": [ids[experiment]], "max_results": 100}
         runs = post(f"{ui}/api/2.0/mlflow/runs/search", body)["runs"]
-        assert [run["info"]["run_id"] for run in runs] == [logged_runs[experiment]]
+        fitted = logged_runs[experiment]
+        assert [run["info"]["run_id"] for run in runs] == [fitted.run_id]
         info, data = runs[0]["info"], runs[0]["data"]
         assert info["status"] == "FINISHED"
         metrics = {m["key"]: m["value"] for m in data["metrics"]}
-        assert {"train_loss", "epoch"} <= set(metrics)
-        assert metrics["epoch"] == 1  # two epochs, counted from 0
-        assert 0 < metrics["train_loss"] < 100
+        assert metrics == pytest.approx(fitted.metrics)
+        assert metrics["epochs_run"] == 2
         params = {p["key"]: p["value"] for p in data["params"]}
-        assert (params["learning_rate"], params["layer_sizes"]) == ("0.01", "[8]")
+        assert (params["lr"], params["model"]) == ("0.01", "DotProductMLP")
 
 
 def test_the_ui_serves_its_web_page(ui):

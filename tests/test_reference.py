@@ -1,10 +1,12 @@
-"""Rendle et al.'s synthetic protocol: its two RMSE properties, disjoint splits, determinism."""
+"""Rendle et al.'s synthetic protocol: its two RMSE properties, disjoint splits, determinism,
+and the training of one setting."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from utilities.models import DotProductMLP
 from utilities.reference import (
     NOISE_SD,
     TOTAL_SD,
@@ -14,7 +16,10 @@ from utilities.reference import (
     model_rmse,
     reference_embedding_sd,
     sample_observed_pairs,
+    train_reference_mlp,
 )
+from utilities.tracking import load_experiment_runs
+from utilities.training import fit, seed_everything
 
 
 def rmse(errors: torch.Tensor) -> float:
@@ -140,3 +145,33 @@ def test_unknown_part_is_named(data):
 def test_embedding_sd_shrinks_like_the_fourth_root_of_dim():
     assert reference_embedding_sd(16) / reference_embedding_sd(1) == pytest.approx(16**-0.25)
     assert reference_embedding_sd(16) == pytest.approx(0.5 * reference_embedding_sd(1))
+
+
+def test_train_reference_mlp_reports_what_a_fit_by_hand_gives():
+    """The paper's MLP `[2md, md, md/2]` = [4, 2, 1] for d = 2, m = 1, trained again directly."""
+    reported = train_reference_mlp(
+        2, 40, experiment="reference", epochs=2, batch_size=64, pairs_per_user=20, seed=1
+    )
+    seed_everything(1)
+    data = make_reference_data(40, 2, pairs_per_user=20, seed=1)
+    model = DotProductMLP(2, [4, 2, 1])
+    test, fresh = data.loader("test", batch_size=8192), data.loader("fresh", batch_size=8192)
+    train = data.loader("train", batch_size=64, shuffle=True, seed=1)
+    fit(model, train, test, epochs=2, lr=1e-3, batch_size=64, seed=1)
+    assert reported == {
+        "dim": 2,
+        "num_users": 40,
+        "width": 1,
+        "inputs": "[p, q]",
+        "seed": 1,
+        "train_pairs": len(data.train[0]),
+        "test_rmse": pytest.approx(model_rmse(model, test), rel=1e-5),
+        "fresh_rmse": pytest.approx(model_rmse(model, fresh), rel=1e-5),
+        "test_dot_rmse": pytest.approx(dot_product_rmse(test), rel=1e-6),
+        "fresh_dot_rmse": pytest.approx(dot_product_rmse(fresh), rel=1e-6),
+    }
+    [run] = load_experiment_runs("reference").to_dicts()
+    assert run["run_name"] == "reference MLP on [p, q] · d 2 · N 40 · m 1 · seed 1"
+    assert (run["dim"], run["num_users"], run["width"], run["inputs"]) == ("2", "40", "1", "[p, q]")
+    assert run["test_rmse"] == reported["test_rmse"]
+    assert run["fresh_dot_rmse"] == reported["fresh_dot_rmse"]

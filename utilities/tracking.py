@@ -142,13 +142,16 @@ class RunRecord:
 
 
 def training_logs_to_df(run_id: str) -> pl.DataFrame:
-    """A run's per-epoch `train_loss`/`val_loss` as one long frame: `epoch`, `loss`, `dataset`."""
+    """A run's per-epoch `train_loss`/`val_loss` as one long frame: `epoch`, `loss`, `dataset`.
+
+    Epochs are steps 1, 2, …; step 0 holds the final metric, not an epoch."""
     client = get_client()
     frames = [
         metric_history(client, run_id, f"{dataset}_loss").with_columns(dataset=pl.lit(dataset))
         for dataset in ("train", "val")
     ]
-    return pl.concat(frames).rename({"step": "epoch", "value": "loss"}).sort("dataset", "epoch")
+    epochs = pl.concat(frames).filter(pl.col("step") >= 1)
+    return epochs.rename({"step": "epoch", "value": "loss"}).sort("dataset", "epoch")
 
 
 def metric_history(client: MlflowClient, run_id: str, key: str) -> pl.DataFrame:

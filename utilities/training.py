@@ -28,6 +28,8 @@ for _name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_
     logging.getLogger(_name).setLevel(logging.WARNING)
 # Lightning warns that our in-memory loaders "do not have many workers": they need none.
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+# `Trainee` always defines `validation_step`; a fit without `val` has nothing to warn about.
+warnings.filterwarnings("ignore", message=".*validation_step` but have no `val_dataloader.*")
 # pytorch_lightning 2.6 itself calls torch's deprecated `isinstance(treespec, LeafSpec)`.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 
