@@ -1,9 +1,10 @@
 """Probe (not the project's path): can a row-sparse ("lazy") Adam speed up the sigmoid dot model?
 
 Plain PyTorch loops, no Lightning, on train_speed.py's synthetic ratings, batch 4096, 5 factors,
-Adam lr 5e-3, 3 epochs; prints ratings/s and held-out MSE of each variant in one run:
+Adam lr 5e-3, 3 epochs, the project's torch threads (`DOTLAB_THREADS`, default 1); prints
+ratings/s and held-out MSE of each variant in one run:
 
-- dense: autograd over the whole tables + fused Adam (what `RatingModel` does a step);
+- dense: autograd over the whole tables + fused Adam (what `fit` does a step);
 - lazy: only the batch's unique user rows get a gradient and an Adam update (moments gathered
   and scattered back with `index_select`/`index_copy_`); the 50-row movie table and the
   Linear(1, 1) stay dense. Variants of the bias correction of the user rows: the global step
@@ -25,13 +26,12 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from benchmarks.ratings_data import TOP50_SHAPE, make_ratings  # noqa: E402
-from utilities.collab import SigmoidDot, evaluate_mse, make_sigmoid_dot, sigmoid_range  # noqa: E402
+from benchmarks.train_speed import SigmoidDot, make_model  # noqa: E402
 from utilities.data import map_ids  # noqa: E402
 from utilities.splits import TensorBatchLoader, ratings_to_tensors, split_train_test  # noqa: E402
-from utilities.training import seed_everything  # noqa: E402
+from utilities.training import evaluate, get_thread_count, seed_everything  # noqa: E402
 
 BATCH_SIZE, EPOCHS, BETA1, BETA2, EPS = 4096, 3, 0.9, 0.999, 1e-8
-MODEL = {"n_factors": 5, "init_std": 0.01, "weight_decay": 0.0}
 
 
 def train_dense(model: SigmoidDot, loader: TensorBatchLoader, lr: float) -> None:
@@ -52,13 +52,13 @@ def train_lazy(model: SigmoidDot, loader: TensorBatchLoader, lr: float, correcti
     dense_moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in dense]
     last_step = torch.zeros(len(table))  # per_row: updates so far; catch_up: last step touched
     step = torch.zeros(())
-    low, high = model.hparams.y_range
+    low, high = model.y_range
     for _ in range(EPOCHS):
         for users, movies, ratings in loader:
             unique, inverse = torch.unique(users, return_inverse=True)
             rows = table.detach().index_select(0, unique).requires_grad_()
             dot = (rows.index_select(0, inverse) * F.embedding(movies, dense[0])).sum(1, True)
-            prediction = sigmoid_range(model.linear(dot).squeeze(1), low, high)
+            prediction = torch.sigmoid(model.linear(dot).squeeze(1)) * (high - low) + low
             grads = torch.autograd.grad(F.mse_loss(prediction, ratings), [rows, *dense])
             step += 1
             torch._fused_adam_(
@@ -96,10 +96,10 @@ def update_rows(params, grad, state, step, last_step, unique, lr: float, correct
 
 
 def main() -> None:
+    torch.set_num_threads(get_thread_count())  # the project's policy (DOTLAB_THREADS, default 1)
     ratings, users, movies = map_ids(make_ratings(**TOP50_SHAPE, seed=0))
     train, _, test = split_train_test(ratings, seed=42)
     train_tensors, test_tensors = ratings_to_tensors(train), ratings_to_tensors(test)
-    test_loader = TensorBatchLoader(*test_tensors, batch_size=65_536)
     variants = [
         ("dense, fused Adam", lambda m, ld: train_dense(m, ld, 5e-3)),
         ("lazy, global step", lambda m, ld: train_lazy(m, ld, 5e-3, "global")),
@@ -110,12 +110,12 @@ def main() -> None:
     print(f"{'variant':<28}{'ratings/s':>12}{'s/epoch':>9}{'test MSE':>10}")
     for name, train_model in variants:
         seed_everything(0)
-        model = make_sigmoid_dot(users.height, movies.height, train_tensors[2], **MODEL)
+        model = make_model((users.height, movies.height), train_tensors[2])
         loader = TensorBatchLoader(*train_tensors, batch_size=BATCH_SIZE, shuffle=True, seed=0)
         start = time.perf_counter()
         train_model(model, loader)
         seconds = time.perf_counter() - start
-        mse = evaluate_mse(model, test_loader)
+        mse = evaluate(model, test_tensors)
         rate = train.height * EPOCHS / seconds
         print(f"{name:<28}{rate:>12,.0f}{seconds / EPOCHS:>9.2f}{mse:>10.4f}", flush=True)
 

@@ -1,7 +1,8 @@
 """MovieLens 25M end to end without internet: a synthetic `ml-25m.zip` of the real format and
 size (25M rows of `userId,movieId,rating,timestamp` plus movies.csv) served from 127.0.0.1,
 downloaded and verified through `load_torch_data`, loaded a second time from the Parquet
-cache, and one epoch trained on the top 50 movies and on all 25M ratings, with peak memory.
+cache, and one epoch of train_speed.py's sigmoid dot trained through `fit` on the top 50 movies
+and on all 25M ratings, with peak memory.
 
     python benchmarks/scale_25m.py [--rows 25000095] [--workdir DIR]
 """
@@ -77,9 +78,9 @@ def serve(folder: Path) -> http.server.ThreadingHTTPServer:
 def load_and_train(base_url: str, md5: str, cache: Path, epochs_on: str) -> None:
     """In a fresh process: download, load twice, train one epoch; prints times and peak RSS."""
     import utilities.data as data
-    from utilities.collab import make_sigmoid_dot
-    from utilities.splits import TensorBatchLoader, ratings_to_tensors, split_train_test
-    from utilities.training import make_trainer
+    from benchmarks.train_speed import make_model
+    from utilities.splits import ratings_to_tensors, split_train_test
+    from utilities.training import fit, get_thread_count
 
     # The synthetic archive is verified against its own MD5 instead of GroupLens' published one.
     data.RELEASES["ml-25m"] = dataclasses.replace(data.RELEASES["ml-25m"], md5=md5)
@@ -101,14 +102,12 @@ def load_and_train(base_url: str, md5: str, cache: Path, epochs_on: str) -> None
         train = split_train_test(frame, seed=42)[0]
         tensors = ratings_to_tensors(train)
         sizes = (frame["userIdMapped"].max() + 1, frame["movieIdMapped"].max() + 1)
-        model = make_sigmoid_dot(*sizes, tensors[2], n_factors=5, init_std=0.01, fused=True)
-        loader = TensorBatchLoader(*tensors, batch_size=4096, shuffle=True)
-        start = time.perf_counter()
-        make_trainer(max_epochs=1, progress_bar=False).fit(model, loader)
-        seconds = time.perf_counter() - start
+        result = fit(make_model(sizes, tensors[2]), tensors, epochs=1, lr=5e-3, batch_size=4096)
+        seconds = result.metrics["train_seconds"]
         print(
             f"one epoch on {name}: {len(tensors[0]):,} ratings in {seconds:.1f} s "
-            f"({len(tensors[0]) / seconds:,.0f} ratings/s), peak RSS {get_peak_rss_gb():.2f} GB",
+            f"({len(tensors[0]) / seconds:,.0f} ratings/s, {get_thread_count()} torch thread(s)), "
+            f"peak RSS {get_peak_rss_gb():.2f} GB",
             flush=True,
         )
 

@@ -11,49 +11,79 @@ other path's. See benchmarks/README.md for what each path is and the measured nu
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
+import math
 import resource
 import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from unittest import mock
 
-# The MLflow runs of the benchmark go to a store that is deleted afterwards.
-os.environ["MLFLOW_TRACKING_URI"] = (
-    "sqlite:///" + tempfile.mkdtemp(prefix="dotlab-bench-") + "/m.db"
-)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import polars as pl  # noqa: E402
+import pytorch_lightning as L  # noqa: E402
 import torch  # noqa: E402
+from pytorch_lightning.loggers import MLFlowLogger  # noqa: E402
 from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
+import utilities.training  # noqa: E402
 from benchmarks.ratings_data import TOP50_SHAPE, make_ratings  # noqa: E402
-from utilities.collab import (  # noqa: E402
-    BATCHES_PER_STEP,
-    SigmoidDot,
-    evaluate_mse,
-    make_sigmoid_dot,
-)
+from utilities import DotProductMLP, FreshPairLoader, evaluate, fit, seed_everything  # noqa: E402
 from utilities.data import load_torch_data, map_ids  # noqa: E402
 from utilities.device import select_device  # noqa: E402
-from utilities.models import DotProductMLP  # noqa: E402
-from utilities.splits import (  # noqa: E402
-    BatchGroups,
-    TensorBatchLoader,
-    ratings_to_tensors,
-    split_train_test,
-)
-from utilities.synthetic import FreshPairLoader  # noqa: E402
-from utilities.tracking import get_mlflow_logger  # noqa: E402
-from utilities.training import make_trainer, seed_everything  # noqa: E402
+from utilities.splits import ratings_to_tensors, split_train_test  # noqa: E402
+from utilities.training import get_thread_count, torch_threads  # noqa: E402
 
-BATCH_SIZE = 4096
+BATCH_SIZE, LR = 4096, 5e-3
 N_FACTORS = 5  # the original experiment's embedding width
-MODEL = {"n_factors": N_FACTORS, "init_std": 0.01, "weight_decay": 0.0}
+Ratings = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class IndexSelectEmbedding(nn.Embedding):
+    """`nn.Embedding` looking rows up with `index_select` (backward: one scatter-add)."""
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.weight.index_select(0, ids.reshape(-1)).view(*ids.shape, self.embedding_dim)
+
+
+class SigmoidDot(nn.Module):
+    """Notebook 04's model: user·movie dot → Linear(1, 1) → sigmoid scaled to `y_range`."""
+
+    def __init__(
+        self,
+        n_users: int,
+        n_movies: int,
+        y_range: tuple[float, float],
+        mean: float,
+        embedding: type[nn.Embedding] = nn.Embedding,
+    ) -> None:
+        super().__init__()
+        self.user_factors = embedding(n_users, N_FACTORS)
+        self.movie_factors = embedding(n_movies, N_FACTORS)
+        nn.init.normal_(self.user_factors.weight, std=0.01)
+        nn.init.normal_(self.movie_factors.weight, std=0.01)
+        self.linear, self.y_range = nn.Linear(1, 1), y_range
+        low, high = y_range  # the bias starts at the logit of the mean rating
+        nn.init.constant_(self.linear.bias, math.log((mean - low) / (high - mean)))
+
+    def forward(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
+        dot = (self.user_factors(users) * self.movie_factors(movies)).sum(1, keepdim=True)
+        low, high = self.y_range
+        return torch.sigmoid(self.linear(dot).squeeze(1)) * (high - low) + low
+
+
+def make_model(sizes: tuple[int, int], ratings: torch.Tensor, **options) -> SigmoidDot:
+    """A `SigmoidDot` with the rating range widened by 0.5 and the mean of `ratings`."""
+    y_range = (ratings.min().item() - 0.5, ratings.max().item() + 0.5)
+    return SigmoidDot(*sizes, y_range, ratings.mean().item(), **options)
 
 
 @dataclass
@@ -62,6 +92,7 @@ class Result:
 
     name: str
     ratings_per_s: float
+    ratings_per_cpu_s: float  # per second of CPU time of this process, all threads
     s_per_epoch: float
     epochs: float  # epochs timed (a fraction where only part of one was)
     heldout_mse: float | None
@@ -85,109 +116,116 @@ def load_benchmark_ratings(data: str, seed: int) -> tuple[pl.DataFrame, int, int
 class RatingsDataset(Dataset):
     """The original notebooks' dataset: one `(user, movie, rating)` item per `__getitem__`."""
 
-    def __init__(self, ratings: pl.DataFrame) -> None:
-        self.users, self.movies, self.ratings = ratings_to_tensors(ratings)
+    def __init__(self, tensors: Ratings) -> None:
+        self.tensors = tensors
 
     def __len__(self) -> int:
-        return len(self.ratings)
+        return len(self.tensors[2])
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.users[index], self.movies[index], self.ratings[index]
-
-
-def use_nn_embedding_lookups(model: SigmoidDot) -> SigmoidDot:
-    """`model` with `nn.Embedding`'s own lookup and backward instead of the project's
-    `index_select` (the project's `Embedding` is an `nn.Embedding` with the same weights)."""
-    model.user_factors.__class__ = nn.Embedding
-    model.movie_factors.__class__ = nn.Embedding
-    return model
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        return tuple(tensor[index] for tensor in self.tensors)
 
 
-class OriginalSigmoidDot(SigmoidDot):
-    """The same model as the original notebooks trained it (with `use_nn_embedding_lookups`):
-    Lightning's automatic optimisation and `self.log` on every step."""
+class OriginalModule(L.LightningModule):
+    """The original notebooks' training: automatic optimisation, PyTorch's default Adam and
+    `self.log` on every step."""
 
-    def training_step(self, batch, batch_idx):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def training_step(self, batch: Ratings, batch_idx: int) -> torch.Tensor:
         users, movies, ratings = batch
-        loss = torch.nn.functional.mse_loss(self(users, movies), ratings)
+        loss = F.mse_loss(self.model(users, movies), ratings)
         self.log("train_loss", loss)
         return loss
 
-
-def time_fit(model, loader, epochs: int, limit_batches: int | None, device: str, **trainer):
-    """Seconds `Trainer.fit` takes on `loader`, logging to MLflow."""
-    logger = get_mlflow_logger("benchmark_train_speed")
-    logger.experiment.get_run(logger.run_id)  # create the store and the run before the clock
-    trainer = make_trainer(
-        max_epochs=epochs,
-        logger=logger,
-        accelerator=select_device(device)[1],
-        progress_bar=False,
-        limit_train_batches=limit_batches,
-        default_root_dir=tempfile.mkdtemp(prefix="dotlab-bench-"),
-        **trainer,
-    )
-    start = time.perf_counter()
-    trainer.fit(model, loader)
-    return time.perf_counter() - start
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=LR)
 
 
-def run_original(train, test, sizes, args) -> Result:
+def run_original(data: tuple[Ratings, Ratings], sizes, args) -> Result:
     """Per-item Dataset + DataLoader(shuffle) + Lightning, MLflow logging every step."""
+    (train, test), limit = data, args.original_batches
     seed_everything(args.seed)
-    model = make_sigmoid_dot(*sizes, ratings_to_tensors(train)[2], **MODEL)
-    model.__class__ = OriginalSigmoidDot
-    model.automatic_optimization = True
-    use_nn_embedding_lookups(model)
-    loader = DataLoader(RatingsDataset(train), batch_size=BATCH_SIZE, shuffle=True)
-    limit = args.original_batches
-    seconds = time_fit(model, loader, args.epochs, limit, args.device, log_every_n_steps=1)
-    n_batches = min(limit or len(loader), len(loader))
-    epochs = args.epochs * n_batches / len(loader)
-    mse = None if limit else evaluate_on(model, test, args.device)
-    return make_result("original", train.height * epochs, seconds, epochs, mse)
+    model = make_model(sizes, train[2])
+    loader = DataLoader(
+        RatingsDataset(tuple(t.cpu() for t in train)), batch_size=BATCH_SIZE, shuffle=True
+    )
+    store = tempfile.mkdtemp(prefix="dotlab-bench-")
+    logger = MLFlowLogger("benchmark_train_speed", tracking_uri=f"sqlite:///{store}/m.db")
+    logger.run_id  # noqa: B018 (creates the store and the run before the clock)
+    trainer = L.Trainer(
+        max_epochs=args.epochs,
+        logger=logger,
+        log_every_n_steps=1,
+        limit_train_batches=limit,
+        accelerator=select_device(args.device)[1],
+        deterministic=True,
+        default_root_dir=store,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    start, cpu = time.perf_counter(), time.process_time()
+    with torch_threads(get_thread_count()):  # as `fit` does, so that only the path differs
+        trainer.fit(OriginalModule(model), loader)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    epochs = args.epochs * min(limit or len(loader), len(loader)) / len(loader)
+    mse = None if limit else evaluate(model, test)
+    return make_result("original", len(train[2]) * epochs, seconds, cpu, epochs, mse)
 
 
-def run_project(
-    name: str,
-    train,
-    test,
-    sizes,
-    args,
-    *,
-    nn_embedding: bool = False,
-    batches_per_step: int = BATCHES_PER_STEP,
-    repeats: int = 1,
-    **options,
-) -> Result:
-    """The notebooks' path, as `train_rating_model` runs it: batches sliced from tensors,
-    `batches_per_step` of them per Lightning step, `make_trainer`, MLflow per epoch.
+@dataclass
+class Variant:
+    """One way of running the project's path: model options, a setting around `fit`, repeats."""
 
-    With `repeats`, the same seeded training runs that often and the median time counts.
-    """
-    device = select_device(args.device)[0]
-    tensors = ratings_to_tensors(train, device)
-    times = []
-    for _ in range(repeats):
-        seed_everything(args.seed)
-        model = make_sigmoid_dot(*sizes, tensors[2], **MODEL, **options)
-        if nn_embedding:
-            use_nn_embedding_lookups(model)
-        loader = TensorBatchLoader(*tensors, batch_size=BATCH_SIZE, shuffle=True, seed=args.seed)
-        times.append(
-            time_fit(model, BatchGroups(loader, batches_per_step), args.epochs, None, args.device)
+    name: str
+    repeats: int = 1
+    setting: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    options: dict = field(default_factory=dict)
+
+
+def time_project(variant: Variant, train: Ratings, sizes, args) -> tuple[float, float, nn.Module]:
+    """Wall and CPU seconds of one seeded `fit` (no MLflow record), and the trained model."""
+    seed_everything(args.seed)
+    model, cpu = make_model(sizes, train[2], **variant.options), time.process_time()
+    with variant.setting():
+        result = fit(
+            model,
+            train,
+            epochs=args.epochs,
+            lr=LR,
+            batch_size=BATCH_SIZE,
+            seed=args.seed,
+            accelerator=select_device(args.device)[1],
         )
-    mse = evaluate_on(model, test, args.device)
-    seconds = statistics.median(times)
-    return make_result(name, train.height * args.epochs, seconds, args.epochs, mse)
+    return result.metrics["train_seconds"], time.process_time() - cpu, model
 
 
-def evaluate_on(model: torch.nn.Module, test: pl.DataFrame, device: str | None) -> float:
-    tensors = ratings_to_tensors(test, select_device(device)[0])
-    return evaluate_mse(model, TensorBatchLoader(*tensors, batch_size=65_536))
+def run_project(variants: list[Variant], data: tuple[Ratings, Ratings], sizes, args):
+    """The notebooks' path, `fit` on tensors, per variant: the variants take turns (so that the
+    machine's load hits them alike) and each one's median time counts."""
+    times: dict[str, list[tuple[float, float]]] = {v.name: [] for v in variants}
+    models = {}
+    for turn in range(max(v.repeats for v in variants)):
+        for v in (v for v in variants if turn < v.repeats):
+            *seconds, models[v.name] = time_project(v, data[0], sizes, args)
+            times[v.name].append(tuple(seconds))
+    n_ratings = len(data[0][2]) * args.epochs
+    return [
+        make_result(
+            v.name,
+            n_ratings,
+            *map(statistics.median, zip(*times[v.name], strict=True)),
+            args.epochs,
+            evaluate(models[v.name], data[1]),
+        )
+        for v in variants
+    ]
 
 
-def run_svd(train, test, args, n_factors: int) -> Result | None:
+def run_svd(train: pl.DataFrame, test: pl.DataFrame, args, n_factors: int) -> Result | None:
     """scikit-surprise's SVD (biased, Cython SGD) with `n_factors` and the same epochs."""
     try:
         from surprise import SVD, Reader
@@ -197,48 +235,53 @@ def run_svd(train, test, args, n_factors: int) -> Result | None:
         return None
     columns = ["userIdMapped", "movieIdMapped", "rating"]
     start = time.perf_counter()
-    data = SurpriseDataset.load_from_df(
-        train.select(columns).to_pandas(), Reader(rating_scale=(0.5, 5))
-    )
-    trainset = data.build_full_trainset()
+    reader = Reader(rating_scale=(0.5, 5))
+    trainset = SurpriseDataset.load_from_df(train.select(columns).to_pandas(), reader)
+    trainset = trainset.build_full_trainset()
     print(f"  (building SVD's trainset took {time.perf_counter() - start:.1f} s, not counted)")
     algorithm = SVD(n_factors=n_factors, n_epochs=args.epochs, random_state=args.seed)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     algorithm.fit(trainset)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     predictions = algorithm.test(test.select(columns).rows())
     mse = sum((p.r_ui - p.est) ** 2 for p in predictions) / len(predictions)
-    return make_result(
-        f"svd, {n_factors} factors", train.height * args.epochs, seconds, args.epochs, mse
-    )
+    name = f"svd, {n_factors} factors"
+    return make_result(name, train.height * args.epochs, seconds, cpu, args.epochs, mse)
 
 
-def make_result(name: str, ratings: float, seconds: float, epochs: float, mse) -> Result:
-    result = Result(name, ratings / seconds, seconds / epochs, epochs, mse, get_peak_rss_gb())
+def make_result(
+    name: str, ratings: float, seconds: float, cpu_seconds: float, epochs: float, mse
+) -> Result:
+    """A `Result` with the peak memory so far, announced on one line."""
+    speeds = (ratings / seconds, ratings / cpu_seconds, seconds / epochs)
+    result = Result(name, *speeds, epochs, mse, get_peak_rss_gb())
     print(f"  {name}: {result.ratings_per_s:,.0f} ratings/s", flush=True)
     return result
 
 
 def time_fresh_pairs(args, steps: int = 300) -> float:
-    """Steps/s of notebook 01's `DotProductMLP` on fresh pairs drawn on the device."""
-    seed_everything(args.seed)
-    device = select_device(args.device)[0]
+    """Steps/s of notebook 01's `DotProductMLP` through `fit` on fresh pairs drawn on the device."""
+    device, accelerator = select_device(args.device)
     loader = FreshPairLoader(32, batches_per_epoch=steps, batch_size=256, device=device)
-    model = DotProductMLP(32, [128, 128])
-    return steps / time_fit(model, loader, 1, None, args.device)
+    seed_everything(args.seed)
+    result = fit(DotProductMLP(32, [128, 128]), loader, epochs=1, lr=1e-3, accelerator=accelerator)
+    return steps / result.metrics["train_seconds"]
 
 
 def print_table(results: list[Result], project: Result) -> None:
+    """One row per path: throughput, time, held-out MSE, memory, and the project's ratio."""
     print(
-        f"\n{'path':<28}{'ratings/s':>12}{'s/epoch':>9}{'epochs':>8}{'test MSE':>10}"
-        f"{'peak RSS':>10}{'project is':>12}"
+        f"\n{'path':<30}{'ratings/s':>12}{'s/epoch':>9}{'epochs':>8}{'test MSE':>10}"
+        f"{'peak RSS':>10}{'project is':>12}{'per CPU-s':>12}{'project is':>12}"
     )
     for r in results:
         mse = "n/a" if r.heldout_mse is None else f"{r.heldout_mse:.4f}"
         ratio = project.ratings_per_s / r.ratings_per_s
+        cpu_ratio = project.ratings_per_cpu_s / r.ratings_per_cpu_s
         print(
-            f"{r.name:<28}{r.ratings_per_s:>12,.0f}{r.s_per_epoch:>9.2f}{r.epochs:>8.2f}"
-            f"{mse:>10}{r.peak_rss_gb:>8.2f}GB{ratio:>11.1f}x"
+            f"{r.name:<30}{r.ratings_per_s:>12,.0f}{r.s_per_epoch:>9.2f}{r.epochs:>8.2f}"
+            f"{mse:>10}{r.peak_rss_gb:>8.2f}GB{ratio:>11.2f}x"
+            f"{r.ratings_per_cpu_s:>12,.0f}{cpu_ratio:>11.2f}x"
         )
 
 
@@ -262,19 +305,21 @@ def main() -> None:
     start = time.perf_counter()
     ratings, n_users, n_movies = load_benchmark_ratings(args.data, args.seed)
     train, _, test = split_train_test(ratings, seed=42)
+    device = select_device(args.device)[0]
+    data = (ratings_to_tensors(train, device), ratings_to_tensors(test, device))
     print(
         f"{args.data}: {train.height:,} train / {test.height:,} test ratings, {n_users:,} users, "
-        f"{n_movies} movies; device {select_device(args.device)[0]}, "
-        f"{torch.get_num_threads()} threads"
+        f"{n_movies} movies; device {device}; {get_thread_count()} torch thread(s) "
+        "(DOTLAB_THREADS) for fit and the original path"
     )
     sizes = (n_users, n_movies)
-    results = [
-        run_project("project (as notebooks train)", train, test, sizes, args, repeats=3),
-        run_project("project, 1 batch per step", train, test, sizes, args, batches_per_step=1),
-        run_project("project, nn.Embedding", train, test, sizes, args, nn_embedding=True),
-        run_project("project, unfused Adam", train, test, sizes, args, fused=False),
-        run_original(train, test, sizes, args),
+    one_batch = partial(mock.patch.object, utilities.training, "BATCHES_PER_STEP", 1)
+    variants = [
+        Variant("project (fit, nn.Embedding)", repeats=3),
+        Variant("project, index_select lookup", 3, options={"embedding": IndexSelectEmbedding}),
+        Variant("project, 1 batch per step", setting=one_batch),
     ]
+    results = [*run_project(variants, data, sizes, args), run_original(data, sizes, args)]
     svd = run_svd(train, test, args, N_FACTORS)
     results += [svd, run_svd(train, test, args, 100)] if svd else []
     project = results[0]
