@@ -163,40 +163,55 @@ def train_reference_mlp(
     width: int = 1,
     *,
     feature: bool = False,
-    experiment: str,
+    experiment: str | None,
     epochs: int,
     batch_size: int = 256,
     lr: float = 1e-3,
     pairs_per_user: int = 100,
     seed: int = 0,
+    data_seed: int | None = None,
+    run_name: str | None = None,
 ) -> dict[str, float]:
     """Train the paper's MLP `[2md, md, md/2]` (with `feature`: on `[p, q, p*q]`) on one
     (d, N, m) setting; returns the setting with test and fresh RMSE of the model and of the
-    true dot product."""
+    true dot product. `seed` sets the initialisation and shuffling, `data_seed` (default
+    `seed`) the data."""
     seed_everything(seed)
-    data = make_reference_data(num_users, dim, pairs_per_user=pairs_per_user, seed=seed)
-    train = data.loader("train", batch_size=batch_size, shuffle=True, seed=seed)
-    test, fresh = (data.loader(part, batch_size=8192) for part in ("test", "fresh"))
-    hidden = [2 * width * dim, width * dim, max(1, width * dim // 2)]
+    data_seed = seed if data_seed is None else data_seed
+    data = make_reference_data(num_users, dim, pairs_per_user=pairs_per_user, seed=data_seed)
     inputs = "[p, q, p*q]" if feature else "[p, q]"
     setting = {"dim": dim, "num_users": num_users, "width": width, "inputs": inputs}
-    name = f"reference MLP on {inputs} · d {dim} · N {num_users} · m {width} · seed {seed}"
+    hidden = [2 * width * dim, width * dim, max(1, width * dim // 2)]
     result = fit(
         DotProductMLP(dim, hidden, incl_multiplication=feature),
-        train,
-        test,
+        data.loader("train", batch_size=batch_size, shuffle=True, seed=seed),
+        data.loader("test", batch_size=8192),
         epochs=epochs,
         lr=lr,
         batch_size=batch_size,
         seed=seed,
         experiment=experiment,
-        run_name=name,
-        params=setting,
+        run_name=run_name or describe_reference_run(setting, seed),
+        params=setting | {"data_seed": data_seed},
     )
-    metrics = {
-        "test_rmse": model_rmse(result.model, test),
-        "fresh_rmse": model_rmse(result.model, fresh),
-    }
-    metrics |= {"test_dot_rmse": dot_product_rmse(test), "fresh_dot_rmse": dot_product_rmse(fresh)}
+    metrics = reference_rmses(result.model, data)
     result.log(**metrics)
     return setting | {"seed": seed, "train_pairs": len(data.train[0])} | metrics
+
+
+def describe_reference_run(setting: dict, seed: int) -> str:
+    """The run name of one setting of the protocol, e.g. `reference MLP on [p, q] · d 16 · …`."""
+    return (
+        f"reference MLP on {setting['inputs']} · d {setting['dim']} · N {setting['num_users']}"
+        f" · m {setting['width']} · seed {seed}"
+    )
+
+
+def reference_rmses(model: torch.nn.Module, data: ReferenceData) -> dict[str, float]:
+    """Test and fresh RMSE of `model(p, q)` and of the true dot product `<p, q>`."""
+    test, fresh = (data.loader(part, batch_size=8192) for part in ("test", "fresh"))
+    model_rmses = {"test_rmse": model_rmse(model, test), "fresh_rmse": model_rmse(model, fresh)}
+    return model_rmses | {
+        "test_dot_rmse": dot_product_rmse(test),
+        "fresh_dot_rmse": dot_product_rmse(fresh),
+    }
