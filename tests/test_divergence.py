@@ -132,6 +132,7 @@ def test_a_large_finite_float64_loss_is_not_divergence():
     assert result.history.item(0, "train_loss") == pytest.approx(1e300 * 4 / 40, rel=1e-3)
 
 
+@pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no")  # bypasses fit
 def test_checks_within_an_epoch_every_check_every_steps(tmp_path):
     """Groups of 8 batches; a check every 2 groups finds step 21 (in the third group, steps
     17 to 24) after the fourth group, long before the epoch's 100 steps end."""

@@ -38,7 +38,7 @@ def logged_runs() -> dict[str, Fit]:
         model = DotProductMLP(2, [8])
         runs[experiment] = fit(
             model, pairs, epochs=2, lr=0.01, batch_size=64, experiment=experiment,
-            accelerator="cpu",
+            run_name=f"mlflow ui test · {experiment}", accelerator="cpu",
         )  # fmt: skip
     return runs
 

@@ -28,8 +28,6 @@ for _name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_
     logging.getLogger(_name).setLevel(logging.WARNING)
 # Lightning warns that our in-memory loaders "do not have many workers": they need none.
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-# `Trainee` always defines `validation_step`; a fit without `val` has nothing to warn about.
-warnings.filterwarnings("ignore", message=".*validation_step` but have no `val_dataloader.*")
 # pytorch_lightning 2.6 itself calls torch's deprecated `isinstance(treespec, LeafSpec)`.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 
@@ -358,7 +356,9 @@ def fit(
     torch.manual_seed(seed)
     start = time.perf_counter()
     try:
-        with torch_threads(get_thread_count()):
+        with torch_threads(get_thread_count()), warnings.catch_warnings():
+            # `Trainee` always defines `validation_step`; a fit without `val` is not a mistake.
+            warnings.filterwarnings("ignore", message=".*validation_step` but have no `val_data")
             trainer.fit(trainee, BatchGroups(train_batches, BATCHES_PER_STEP), val_batches)
     except BaseException:
         if record:
