@@ -101,14 +101,19 @@ def tune_then_repeat(
     grid: dict[str, list],
     seeds: list[int],
     score_test: Callable[[nn.Module], dict[str, float]],
+    *,
+    select: str = "val_mse",
+    maximise: bool = False,
 ) -> pl.DataFrame:
-    """Train every setting of `grid` at `seeds[0]` and keep the lowest `val_mse`; train that
-    setting at the other seeds; score each of those models once on the test split.
+    """Train every setting of `grid` at `seeds[0]` and keep the lowest `select` (the highest with
+    `maximise`, the first in grid order on a tie); train that setting at the other seeds; score
+    each of those models once on the test split.
 
-    `train_one(**setting, seed=...)` returns a row (with `val_mse`) and the trained model.
+    `train_one(**setting, seed=...)` returns a row (with `select`) and the trained model.
     """
     trials = run_sweep(train_one, grid, seed=seeds[0], description="tuning")
-    row, model = min(trials, key=lambda trial: trial[0]["val_mse"])
+    best = max if maximise else min
+    row, model = best(trials, key=lambda trial: trial[0][select])
     setting = {key: row[key] for key in grid}
     others = {"seed": seeds[1:]}
     repeats = run_sweep(train_one, others, **setting, description="seeds") if seeds[1:] else []
