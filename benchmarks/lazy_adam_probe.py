@@ -26,7 +26,7 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from benchmarks.ratings_data import TOP50_SHAPE, make_ratings  # noqa: E402
-from benchmarks.train_speed import SigmoidDot, make_model  # noqa: E402
+from benchmarks.train_speed import SigmoidDot, make_sigmoid_dot  # noqa: E402
 from utilities.data import map_ids  # noqa: E402
 from utilities.splits import TensorBatchLoader, ratings_to_tensors, split_train_test  # noqa: E402
 from utilities.training import evaluate, get_thread_count, seed_everything  # noqa: E402
@@ -110,7 +110,7 @@ def main() -> None:
     print(f"{'variant':<28}{'ratings/s':>12}{'s/epoch':>9}{'test MSE':>10}")
     for name, train_model in variants:
         seed_everything(0)
-        model = make_model((users.height, movies.height), train_tensors[2])
+        model = make_sigmoid_dot((users.height, movies.height), train_tensors[2])
         loader = TensorBatchLoader(*train_tensors, batch_size=BATCH_SIZE, shuffle=True, seed=0)
         start = time.perf_counter()
         train_model(model, loader)

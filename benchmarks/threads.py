@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from benchmarks.train_speed import load_benchmark_ratings, make_model  # noqa: E402
+from benchmarks.train_speed import load_benchmark_ratings, make_sigmoid_dot  # noqa: E402
 from utilities import DotProductMLP, fit, make_vector_pairs, seed_everything  # noqa: E402
 from utilities.splits import ratings_to_tensors, split_train_test  # noqa: E402
 from utilities.training import torch_threads  # noqa: E402
@@ -62,7 +62,7 @@ def time_rating_epoch(threads: int, train: tuple[torch.Tensor, ...], sizes) -> f
     """Seconds of one epoch of the sigmoid dot through `fit` with `DOTLAB_THREADS=threads`."""
     seed_everything(0)
     with mock.patch.dict(os.environ, {"DOTLAB_THREADS": str(threads)}):
-        result = fit(make_model(sizes, train[2]), train, epochs=1, lr=5e-3, batch_size=4096)
+        result = fit(make_sigmoid_dot(sizes, train[2]), train, epochs=1, lr=5e-3, batch_size=4096)
     return result.metrics["train_seconds"]
 
 

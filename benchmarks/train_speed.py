@@ -1,73 +1,119 @@
-"""How fast the project trains the sigmoid-scaled embedding dot model, against the original
-notebooks' training path and scikit-surprise's SVD, on the same ratings in one run.
+"""Speed as users feel it: how soon each way of training a rating model reaches a held-out error,
+against scikit-surprise's SVD with its default settings, on the same ratings in one run.
 
-    python benchmarks/train_speed.py            # synthetic MovieLens-25M-top-50-shaped ratings
+    python benchmarks/train_speed.py              # synthetic MovieLens-25M-top-50-shaped ratings
     python benchmarks/train_speed.py --data ml-25m  # the real release, where it is in the cache
+    python benchmarks/train_speed.py --tune       # the project model's grid on the validation split
 
-Ends with one line `speedup: original=<X>x svd=<Y>x`: the project's throughput divided by each
-other path's. See benchmarks/README.md for what each path is and the measured numbers.
+Every path records, after each epoch, the training seconds spent so far (evaluation not
+counted) and the held-out MSE. The target is the best held-out MSE Surprise's `SVD` reaches with
+its defaults. Ends with two lines:
+
+    best held-out MSE: project=<a> svd=<b>
+    speedup: original=<X>x time_to_target_vs_svd=<Y>x
+
+`original` is the project's training throughput (ratings/s) over the original notebooks' path;
+`time_to_target_vs_svd` is SVD's seconds to the target over the project's. See
+benchmarks/README.md for what each path is and the measured numbers.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import itertools
 import math
-import resource
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import pytorch_lightning as L  # noqa: E402
 import torch  # noqa: E402
+from pytorch_lightning.callbacks import Callback  # noqa: E402
 from pytorch_lightning.loggers import MLFlowLogger  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-import utilities.training  # noqa: E402
 from benchmarks.ratings_data import TOP50_SHAPE, make_ratings  # noqa: E402
-from utilities import DotProductMLP, FreshPairLoader, evaluate, fit, seed_everything  # noqa: E402
+from utilities import evaluate, fit, seed_everything  # noqa: E402
 from utilities.data import load_torch_data, map_ids  # noqa: E402
 from utilities.device import select_device  # noqa: E402
 from utilities.splits import ratings_to_tensors, split_train_test  # noqa: E402
 from utilities.training import get_thread_count, torch_threads  # noqa: E402
 
-BATCH_SIZE, LR = 4096, 5e-3
-N_FACTORS = 5  # the original experiment's embedding width
 Ratings = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+SVD_EPOCH_COUNTS = (1, 2, 3, 5, 8, 12, 16, 20)  # refits; 20 is SVD's default
+# The project's model and settings, chosen on the validation split (`--tune`).
+PROJECT = {"n_factors": 5, "reg": 0.05, "lr": 0.03, "batch_size": 32_768, "epochs": 6}
+PROJECT_GRID = {"reg": [0.02, 0.05, 0.1], "lr": [0.01, 0.03]}
 
 
-class IndexSelectEmbedding(nn.Embedding):
-    """`nn.Embedding` looking rows up with `index_select` (backward: one scatter-add)."""
+class RegularisedMF(nn.Module):
+    """Notebook 06's model, mean + user bias + movie bias + user·movie factors, with each side's
+    factors and bias in one table (one lookup per side) and Surprise's regularisation: `reg`
+    times the squared size of the rows a batch uses, which `penalty` holds after a training
+    forward pass."""
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.weight.index_select(0, ids.reshape(-1)).view(*ids.shape, self.embedding_dim)
+    def __init__(self, n_users: int, n_movies: int, n_factors: int, mean: float, reg: float):
+        super().__init__()
+        self.users = nn.Parameter(self.init_rows(n_users, n_factors))
+        self.movies = nn.Parameter(self.init_rows(n_movies, n_factors))
+        self.mean, self.reg, self.penalty = mean, reg, torch.tensor(0.0)
+
+    @staticmethod
+    def init_rows(n_rows: int, n_factors: int) -> torch.Tensor:
+        """`n_factors` columns drawn from N(0, 0.01²), then a bias column of zeros."""
+        return torch.cat([torch.randn(n_rows, n_factors) * 0.01, torch.zeros(n_rows, 1)], 1)
+
+    def forward(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
+        user_rows = self.users.index_select(0, users)
+        movie_rows = self.movies.index_select(0, movies)
+        if self.training:
+            sizes = user_rows.square().sum(1) + movie_rows.square().sum(1)
+            self.penalty = self.reg * sizes.mean()
+        dots = (user_rows[:, :-1] * movie_rows[:, :-1]).sum(1)
+        return self.mean + user_rows[:, -1] + movie_rows[:, -1] + dots
+
+
+def regularised_mse(model: RegularisedMF) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The training loss: the batch's MSE plus the model's penalty on the rows it used."""
+    return lambda prediction, target: F.mse_loss(prediction, target) + model.penalty
+
+
+class NotebookMF(nn.Module):
+    """Notebook 06's `MatrixFactorisation` as written there (trained there by SGD, weight decay)."""
+
+    def __init__(self, n_users: int, n_movies: int, n_factors: int, mean: float) -> None:
+        super().__init__()
+        self.user_factors = nn.Parameter(torch.randn(n_users, n_factors) * 0.01)
+        self.movie_factors = nn.Parameter(torch.randn(n_movies, n_factors) * 0.01)
+        self.user_bias = nn.Parameter(torch.randn(n_users) * 0.01)
+        self.movie_bias = nn.Parameter(torch.randn(n_movies) * 0.01)
+        self.mean = mean
+
+    def forward(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
+        dots = (self.user_factors[users] * self.movie_factors[movies]).sum(1)
+        return self.mean + self.user_bias[users] + self.movie_bias[movies] + dots
 
 
 class SigmoidDot(nn.Module):
-    """Notebook 04's model: user·movie dot → Linear(1, 1) → sigmoid scaled to `y_range`."""
+    """Notebook 04's first model: user·movie dot (5 factors) → Linear(1, 1) → sigmoid scaled to
+    `y_range`; no biases, no weight decay."""
 
-    def __init__(
-        self,
-        n_users: int,
-        n_movies: int,
-        y_range: tuple[float, float],
-        mean: float,
-        embedding: type[nn.Embedding] = nn.Embedding,
-    ) -> None:
+    def __init__(self, n_users: int, n_movies: int, y_range: tuple[float, float], mean: float):
         super().__init__()
-        self.user_factors = embedding(n_users, N_FACTORS)
-        self.movie_factors = embedding(n_movies, N_FACTORS)
+        self.user_factors, self.movie_factors = nn.Embedding(n_users, 5), nn.Embedding(n_movies, 5)
         nn.init.normal_(self.user_factors.weight, std=0.01)
         nn.init.normal_(self.movie_factors.weight, std=0.01)
         self.linear, self.y_range = nn.Linear(1, 1), y_range
@@ -80,37 +126,106 @@ class SigmoidDot(nn.Module):
         return torch.sigmoid(self.linear(dot).squeeze(1)) * (high - low) + low
 
 
-def make_model(sizes: tuple[int, int], ratings: torch.Tensor, **options) -> SigmoidDot:
+def make_sigmoid_dot(sizes: tuple[int, int], ratings: torch.Tensor) -> SigmoidDot:
     """A `SigmoidDot` with the rating range widened by 0.5 and the mean of `ratings`."""
     y_range = (ratings.min().item() - 0.5, ratings.max().item() + 0.5)
-    return SigmoidDot(*sizes, y_range, ratings.mean().item(), **options)
+    return SigmoidDot(*sizes, y_range, ratings.mean().item())
 
 
 @dataclass
-class Result:
-    """One training path's measurements."""
+class Curve:
+    """One path's held-out MSE after each epoch and the training seconds spent by then."""
 
     name: str
-    ratings_per_s: float
-    ratings_per_cpu_s: float  # per second of CPU time of this process, all threads
-    s_per_epoch: float
-    epochs: float  # epochs timed (a fraction where only part of one was)
-    heldout_mse: float | None
-    peak_rss_gb: float
+    epochs: list[int] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    mse: list[float] = field(default_factory=list)
+
+    def add(self, epochs: int, seconds: float, mse: float) -> None:
+        """Record one point and announce it on one line."""
+        self.epochs.append(epochs), self.seconds.append(seconds), self.mse.append(mse)
+        print(f"  {self.name}: epoch {epochs}, {seconds:.2f} s, held-out MSE {mse:.4f}", flush=True)
+
+    @property
+    def best(self) -> float:
+        return min(self.mse)
+
+    def time_to(self, target: float) -> float:
+        """Training seconds until the held-out MSE first reaches `target` (inf if never)."""
+        return next(
+            (s for s, m in zip(self.seconds, self.mse, strict=True) if m <= target), math.inf
+        )
+
+    def ratings_per_second(self, n_train: int) -> float:
+        return n_train * self.epochs[-1] / self.seconds[-1]
 
 
-def get_peak_rss_gb() -> float:
-    """The process's peak resident memory so far (Linux reports kilobytes)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read means what it says."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
-def load_benchmark_ratings(data: str, seed: int) -> tuple[pl.DataFrame, int, int]:
-    """Ratings with mapped ids, and the numbers of users and movies."""
-    if data == "synthetic":
-        ratings, users, movies = map_ids(make_ratings(**TOP50_SHAPE, seed=seed))
-    else:
-        ratings, users, movies = load_torch_data(data, top_n_movies=50)
-    return ratings, users.height, movies.height
+class HeldOutCurve(Callback):
+    """After every training epoch, records the training seconds since `start` (this callback's
+    own evaluations excluded) and the model's held-out MSE into `curve`."""
+
+    def __init__(self, curve: Curve, heldout: Ratings, device: torch.device) -> None:
+        self.curve, self.heldout, self.device = curve, heldout, device
+        self.start, self.excluded = time.perf_counter(), 0.0
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        synchronize(self.device)
+        stop = time.perf_counter()
+        mse = evaluate(module.model, self.heldout)
+        self.curve.add(trainer.current_epoch + 1, stop - self.start - self.excluded, mse)
+        self.excluded += time.perf_counter() - stop
+
+
+def train_through_fit(name: str, model: nn.Module, data, args, **settings) -> Curve:
+    """One seeded `fit` (no MLflow record) with a held-out curve."""
+    curve, device = Curve(name), select_device(args.device)[0]
+    clock = HeldOutCurve(curve, data[1], device)
+    fit(model, data[0], seed=args.seed, callbacks=[clock], accelerator=device.type, **settings)
+    return curve
+
+
+def run_project(data, sizes: tuple[int, int], args, *, name="project", **changes) -> Curve:
+    """The project's model: `RegularisedMF` through `fit`, Adam and a cosine schedule."""
+    setting = PROJECT | changes
+    seed_everything(args.seed)
+    model = RegularisedMF(*sizes, setting["n_factors"], data[0][2].mean().item(), setting["reg"])
+    return train_through_fit(
+        name,
+        model,
+        data,
+        args,
+        epochs=setting["epochs"],
+        lr=setting["lr"],
+        batch_size=setting["batch_size"],
+        schedule="cosine",
+        loss=regularised_mse(model),
+    )
+
+
+def run_notebook_06(data, sizes: tuple[int, int], args) -> Curve:
+    """Notebook 06's MF with its tuned settings: SGD lr 20, weight decay 1e-4, batch 1024, 32
+    factors, a cosine schedule (over `--epochs-06` epochs here, 20 there)."""
+    seed_everything(args.seed)
+    model = NotebookMF(*sizes, 32, data[0][2].mean().item())
+    settings = {"epochs": args.epochs_06, "lr": 20.0, "weight_decay": 1e-4, "batch_size": 1024}
+    return train_through_fit(
+        "notebook 06's MF", model, data, args, optimizer="sgd", schedule="cosine", **settings
+    )
+
+
+def run_sigmoid_dot(data, sizes: tuple[int, int], args) -> Curve:
+    """The earlier benchmark model through `fit`: Adam lr 5e-3, batch 4096."""
+    seed_everything(args.seed)
+    model = make_sigmoid_dot(sizes, data[0][2])
+    return train_through_fit(
+        "sigmoid dot", model, data, args, epochs=args.epochs_sigmoid, lr=5e-3, batch_size=4096
+    )
 
 
 class RatingsDataset(Dataset):
@@ -141,162 +256,142 @@ class OriginalModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=LR)
+        return torch.optim.Adam(self.parameters(), lr=5e-3)
 
 
-def run_original(data: tuple[Ratings, Ratings], sizes, args) -> Result:
-    """Per-item Dataset + DataLoader(shuffle) + Lightning, MLflow logging every step."""
-    (train, test), limit = data, args.original_batches
+def run_original(data, sizes: tuple[int, int], args) -> Curve:
+    """The sigmoid dot the original way: per-item Dataset, DataLoader(shuffle), Lightning with
+    the MLflow logger writing every step into a temporary store."""
+    (train, heldout), curve = data, Curve("original")
     seed_everything(args.seed)
-    model = make_model(sizes, train[2])
+    model = make_sigmoid_dot(sizes, train[2])
     loader = DataLoader(
-        RatingsDataset(tuple(t.cpu() for t in train)), batch_size=BATCH_SIZE, shuffle=True
+        RatingsDataset(tuple(t.cpu() for t in train)), batch_size=4096, shuffle=True
     )
     store = tempfile.mkdtemp(prefix="dotlab-bench-")
     logger = MLFlowLogger("benchmark_train_speed", tracking_uri=f"sqlite:///{store}/m.db")
     logger.run_id  # noqa: B018 (creates the store and the run before the clock)
+    device, accelerator = select_device(args.device)
     trainer = L.Trainer(
-        max_epochs=args.epochs,
+        max_epochs=args.epochs_original,
         logger=logger,
         log_every_n_steps=1,
-        limit_train_batches=limit,
-        accelerator=select_device(args.device)[1],
+        callbacks=[HeldOutCurve(curve, heldout, device)],
+        accelerator=accelerator,
         deterministic=True,
         default_root_dir=store,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    start, cpu = time.perf_counter(), time.process_time()
     with torch_threads(get_thread_count()):  # as `fit` does, so that only the path differs
         trainer.fit(OriginalModule(model), loader)
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    epochs = args.epochs * min(limit or len(loader), len(loader)) / len(loader)
-    mse = None if limit else evaluate(model, test)
-    return make_result("original", len(train[2]) * epochs, seconds, cpu, epochs, mse)
+    return curve
 
 
-@dataclass
-class Variant:
-    """One way of running the project's path: model options, a setting around `fit`, repeats."""
+def run_svd(train: pl.DataFrame, heldout: pl.DataFrame, n_factors: int, seed: int) -> Curve:
+    """Surprise's `SVD` with its defaults but `n_factors`, refitted for each epoch count in
+    `SVD_EPOCH_COUNTS` (its learning rate is constant, so a k-epoch fit is the first k epochs of
+    a longer one); each point is that fit's seconds."""
+    from surprise import SVD, Reader
+    from surprise import Dataset as SurpriseDataset
 
-    name: str
-    repeats: int = 1
-    setting: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
-    options: dict = field(default_factory=dict)
-
-
-def time_project(variant: Variant, train: Ratings, sizes, args) -> tuple[float, float, nn.Module]:
-    """Wall and CPU seconds of one seeded `fit` (no MLflow record), and the trained model."""
-    seed_everything(args.seed)
-    model, cpu = make_model(sizes, train[2], **variant.options), time.process_time()
-    with variant.setting():
-        result = fit(
-            model,
-            train,
-            epochs=args.epochs,
-            lr=LR,
-            batch_size=BATCH_SIZE,
-            seed=args.seed,
-            accelerator=select_device(args.device)[1],
-        )
-    return result.metrics["train_seconds"], time.process_time() - cpu, model
-
-
-def run_project(variants: list[Variant], data: tuple[Ratings, Ratings], sizes, args):
-    """The notebooks' path, `fit` on tensors, per variant: the variants take turns (so that the
-    machine's load hits them alike) and each one's median time counts."""
-    times: dict[str, list[tuple[float, float]]] = {v.name: [] for v in variants}
-    models = {}
-    for turn in range(max(v.repeats for v in variants)):
-        for v in (v for v in variants if turn < v.repeats):
-            *seconds, models[v.name] = time_project(v, data[0], sizes, args)
-            times[v.name].append(tuple(seconds))
-    n_ratings = len(data[0][2]) * args.epochs
-    return [
-        make_result(
-            v.name,
-            n_ratings,
-            *map(statistics.median, zip(*times[v.name], strict=True)),
-            args.epochs,
-            evaluate(models[v.name], data[1]),
-        )
-        for v in variants
-    ]
-
-
-def run_svd(train: pl.DataFrame, test: pl.DataFrame, args, n_factors: int) -> Result | None:
-    """scikit-surprise's SVD (biased, Cython SGD) with `n_factors` and the same epochs."""
-    try:
-        from surprise import SVD, Reader
-        from surprise import Dataset as SurpriseDataset
-    except ImportError:
-        print("scikit-surprise is not installed (pip install -e '.[benchmark]'): SVD skipped.")
-        return None
     columns = ["userIdMapped", "movieIdMapped", "rating"]
-    start = time.perf_counter()
     reader = Reader(rating_scale=(0.5, 5))
     trainset = SurpriseDataset.load_from_df(train.select(columns).to_pandas(), reader)
-    trainset = trainset.build_full_trainset()
-    print(f"  (building SVD's trainset took {time.perf_counter() - start:.1f} s, not counted)")
-    algorithm = SVD(n_factors=n_factors, n_epochs=args.epochs, random_state=args.seed)
-    start, cpu = time.perf_counter(), time.process_time()
-    algorithm.fit(trainset)
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    predictions = algorithm.test(test.select(columns).rows())
-    mse = sum((p.r_ui - p.est) ** 2 for p in predictions) / len(predictions)
-    name = f"svd, {n_factors} factors"
-    return make_result(name, train.height * args.epochs, seconds, cpu, args.epochs, mse)
+    trainset, curve = trainset.build_full_trainset(), Curve(f"svd, {n_factors} factors")
+    for n_epochs in SVD_EPOCH_COUNTS:
+        algorithm = SVD(n_factors=n_factors, n_epochs=n_epochs, random_state=seed)
+        start = time.perf_counter()
+        algorithm.fit(trainset)
+        seconds = time.perf_counter() - start
+        predictions = predict_svd(algorithm, trainset, heldout.select(columns[:2]).to_numpy())
+        errors = predictions - heldout["rating"].to_numpy()
+        curve.add(n_epochs, seconds, float(np.mean(errors**2)))
+    return curve
 
 
-def make_result(
-    name: str, ratings: float, seconds: float, cpu_seconds: float, epochs: float, mse
-) -> Result:
-    """A `Result` with the peak memory so far, announced on one line."""
-    speeds = (ratings / seconds, ratings / cpu_seconds, seconds / epochs)
-    result = Result(name, *speeds, epochs, mse, get_peak_rss_gb())
-    print(f"  {name}: {result.ratings_per_s:,.0f} ratings/s", flush=True)
-    return result
-
-
-def time_fresh_pairs(args, steps: int = 300) -> float:
-    """Steps/s of notebook 01's `DotProductMLP` through `fit` on fresh pairs drawn on the device."""
-    device, accelerator = select_device(args.device)
-    loader = FreshPairLoader(32, batches_per_epoch=steps, batch_size=256, device=device)
-    seed_everything(args.seed)
-    result = fit(DotProductMLP(32, [128, 128]), loader, epochs=1, lr=1e-3, accelerator=accelerator)
-    return steps / result.metrics["train_seconds"]
-
-
-def print_table(results: list[Result], project: Result) -> None:
-    """One row per path: throughput, time, held-out MSE, memory, and the project's ratio."""
-    print(
-        f"\n{'path':<30}{'ratings/s':>12}{'s/epoch':>9}{'epochs':>8}{'test MSE':>10}"
-        f"{'peak RSS':>10}{'project is':>12}{'per CPU-s':>12}{'project is':>12}"
-    )
-    for r in results:
-        mse = "n/a" if r.heldout_mse is None else f"{r.heldout_mse:.4f}"
-        ratio = project.ratings_per_s / r.ratings_per_s
-        cpu_ratio = project.ratings_per_cpu_s / r.ratings_per_cpu_s
-        print(
-            f"{r.name:<30}{r.ratings_per_s:>12,.0f}{r.s_per_epoch:>9.2f}{r.epochs:>8.2f}"
-            f"{mse:>10}{r.peak_rss_gb:>8.2f}GB{ratio:>11.2f}x"
-            f"{r.ratings_per_cpu_s:>12,.0f}{cpu_ratio:>11.2f}x"
+def predict_svd(algorithm, trainset, pairs: np.ndarray) -> np.ndarray:
+    """`SVD.predict(...).est` for every (user, movie) row at once: the global mean, the known
+    biases, the factors' dot where both are known, clipped to the rating scale."""
+    users, movies = (
+        np.array([mapping.get(raw, -1) for raw in column])
+        for mapping, column in zip(
+            (trainset._raw2inner_id_users, trainset._raw2inner_id_items), pairs.T, strict=True
         )
+    )
+    known_user, known_movie = users >= 0, movies >= 0
+    estimate = np.full(len(pairs), trainset.global_mean)
+    estimate[known_user] += algorithm.bu[users[known_user]]
+    estimate[known_movie] += algorithm.bi[movies[known_movie]]
+    both = known_user & known_movie
+    estimate[both] += np.einsum("ij,ij->i", algorithm.pu[users[both]], algorithm.qi[movies[both]])
+    return np.clip(estimate, *trainset.rating_scale)
+
+
+def tune_project(data, sizes: tuple[int, int], args) -> None:
+    """The project model's grid on the validation split: the setting with the lowest best MSE."""
+    results = {}
+    for reg, lr in itertools.product(PROJECT_GRID["reg"], PROJECT_GRID["lr"]):
+        name = f"reg {reg:g}, lr {lr:g}"
+        results[name] = run_project(data, sizes, args, name=name, reg=reg, lr=lr).best
+    for name, best in sorted(results.items(), key=lambda item: item[1]):
+        print(f"{name}: best validation MSE {best:.4f}")
+
+
+def plot_curves(curves: list[Curve], target: float, mean_mse: float, path: Path) -> None:
+    """Held-out MSE against training seconds, one line per path, the target dashed."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for curve in curves:
+        ax.plot(curve.seconds, curve.mse, marker="o", markersize=3, label=curve.name)
+    ax.axhline(target, color="black", linestyle="--", linewidth=1, label=f"target {target:.3f}")
+    ax.set(
+        xscale="log",
+        ylim=(min(c.best for c in curves) - 0.03, mean_mse + 0.05),
+        xlabel="training seconds (log scale; evaluation not counted)",
+        ylabel="held-out MSE (lower is better)",
+        title="Time to a held-out error: the project's models against Surprise's SVD",
+    )
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    print(f"plot: {path}")
+
+
+def print_table(curves: list[Curve], target: float, n_train: int, project: Curve) -> None:
+    """One row per path: best MSE and when, seconds to the target, throughput, ratios."""
+    print(
+        f"\n{'path':<22}{'best MSE':>9}{'at s':>7}{'to target':>10}"
+        f"{'ratings/s':>12}{'project is':>11}"
+    )
+    for c in curves:
+        at = c.seconds[c.mse.index(c.best)]
+        ratio = project.ratings_per_second(n_train) / c.ratings_per_second(n_train)
+        print(
+            f"{c.name:<22}{c.best:>9.4f}{at:>7.2f}{c.time_to(target):>9.2f}s"
+            f"{c.ratings_per_second(n_train):>12,.0f}{ratio:>10.1f}x"
+        )
+
+
+def load_benchmark_ratings(data: str, seed: int) -> tuple[pl.DataFrame, int, int]:
+    """Ratings with mapped ids, and the numbers of users and movies."""
+    if data == "synthetic":
+        ratings, users, movies = map_ids(make_ratings(**TOP50_SHAPE, seed=seed))
+    else:
+        ratings, users, movies = load_torch_data(data, top_n_movies=50)
+    return ratings, users.height, movies.height
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="synthetic", help="'synthetic' or a cached release")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: CUDA if present)")
-    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--original-batches",
-        type=int,
-        default=None,
-        help="time only this many batches per epoch of the original path (no MSE then)",
-    )
+    parser.add_argument("--epochs-original", type=int, default=4)
+    parser.add_argument("--epochs-06", type=int, default=5)
+    parser.add_argument("--epochs-sigmoid", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=PROJECT["batch_size"])
+    parser.add_argument("--tune", action="store_true", help="the project's grid on validation")
+    parser.add_argument("--plot", type=Path, default=Path(__file__).with_name("time_to_target.png"))
     return parser.parse_args()
 
 
@@ -304,32 +399,38 @@ def main() -> None:
     args = parse_args()
     start = time.perf_counter()
     ratings, n_users, n_movies = load_benchmark_ratings(args.data, args.seed)
-    train, _, test = split_train_test(ratings, seed=42)
+    train, val, test = split_train_test(ratings, seed=42)
+    heldout = val if args.tune else test
     device = select_device(args.device)[0]
-    data = (ratings_to_tensors(train, device), ratings_to_tensors(test, device))
+    data = (ratings_to_tensors(train, device), ratings_to_tensors(heldout, device))
+    sizes, n_train = (n_users, n_movies), train.height
     print(
-        f"{args.data}: {train.height:,} train / {test.height:,} test ratings, {n_users:,} users, "
-        f"{n_movies} movies; device {device}; {get_thread_count()} torch thread(s) "
-        "(DOTLAB_THREADS) for fit and the original path"
+        f"{args.data}: {n_train:,} train / {heldout.height:,} held-out ratings "
+        f"({'validation' if args.tune else 'test'}), {n_users:,} users, {n_movies} movies; "
+        f"device {device}; {get_thread_count()} torch thread(s) (DOTLAB_THREADS)"
     )
-    sizes = (n_users, n_movies)
-    one_batch = partial(mock.patch.object, utilities.training, "BATCHES_PER_STEP", 1)
-    variants = [
-        Variant("project (fit, nn.Embedding)", repeats=3),
-        Variant("project, index_select lookup", 3, options={"embedding": IndexSelectEmbedding}),
-        Variant("project, 1 batch per step", setting=one_batch),
+    if args.tune:
+        return tune_project(data, sizes, args)
+    curves = [
+        run_project(data, sizes, args, batch_size=args.batch_size),
+        run_notebook_06(data, sizes, args),
+        run_sigmoid_dot(data, sizes, args),
+        run_original(data, sizes, args),
+        run_svd(train, test, 5, args.seed),
+        run_svd(train, test, 100, args.seed),
     ]
-    results = [*run_project(variants, data, sizes, args), run_original(data, sizes, args)]
-    svd = run_svd(train, test, args, N_FACTORS)
-    results += [svd, run_svd(train, test, args, 100)] if svd else []
-    project = results[0]
-    original = next(r for r in results if r.name == "original")
-    print_table(results, project)
-    print(f"fresh-pair DotProductMLP (notebooks 01-03): {time_fresh_pairs(args):,.0f} steps/s")
-    print(f"total {time.perf_counter() - start:.0f} s")
-    svd_ratio = f"{project.ratings_per_s / svd.ratings_per_s:.1f}x" if svd else "n/a"
+    project, original, svds = curves[0], curves[3], curves[4:]
+    target = min(c.best for c in svds)
+    svd_time = min(c.time_to(target) for c in svds)
+    mean_mse = float(((data[1][2] - data[0][2].mean()) ** 2).mean())
+    print_table(curves, target, n_train, project)
+    plot_curves(curves, target, mean_mse, args.plot)
+    print(f"mean predictor MSE {mean_mse:.4f}; total {time.perf_counter() - start:.0f} s")
+    throughput = project.ratings_per_second(n_train) / original.ratings_per_second(n_train)
+    print(f"best held-out MSE: project={project.best:.4f} svd={target:.4f}")
     print(
-        f"speedup: original={project.ratings_per_s / original.ratings_per_s:.1f}x svd={svd_ratio}"
+        f"speedup: original={throughput:.1f}x "
+        f"time_to_target_vs_svd={svd_time / project.time_to(target):.1f}x"
     )
 
 

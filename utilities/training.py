@@ -352,7 +352,7 @@ def fit(
     settings |= {"early_stopping": early_stopping, "model": type(model).__name__}
     record = RunRecord.start(experiment, name, {**settings, **(params or {})})
     stop = StopOnDivergence(record.describe() if record else f"fit {name!r} (not tracked)")
-    trainer = make_trainer(epochs, [stop], **trainer_kwargs)
+    trainer = make_trainer(epochs, [stop, *trainer_kwargs.pop("callbacks", [])], **trainer_kwargs)
     torch.manual_seed(seed)
     start = time.perf_counter()
     try:
