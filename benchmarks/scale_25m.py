@@ -1,8 +1,8 @@
 """MovieLens 25M end to end without internet: a synthetic `ml-25m.zip` of the real format and
 size (25M rows of `userId,movieId,rating,timestamp` plus movies.csv) served from 127.0.0.1,
 downloaded and verified through `load_torch_data`, loaded a second time from the Parquet
-cache, and one epoch of train_speed.py's sigmoid dot trained through `fit` on the top 50 movies
-and on all 25M ratings, with peak memory.
+cache, and one epoch of the project's best rating model (train_speed.py's `RegularisedMF`, at its
+settings) trained through `fit` on the top 50 movies and on all 25M ratings, with peak memory.
 
     python benchmarks/scale_25m.py [--rows 25000095] [--workdir DIR]
 """
@@ -78,7 +78,7 @@ def serve(folder: Path) -> http.server.ThreadingHTTPServer:
 def load_and_train(base_url: str, md5: str, cache: Path, epochs_on: str) -> None:
     """In a fresh process: download, load twice, train one epoch; prints times and peak RSS."""
     import utilities.data as data
-    from benchmarks.train_speed import make_model
+    from benchmarks.train_speed import PROJECT, RegularisedMF, regularised_mse
     from utilities.splits import ratings_to_tensors, split_train_test
     from utilities.training import fit, get_thread_count
 
@@ -102,7 +102,10 @@ def load_and_train(base_url: str, md5: str, cache: Path, epochs_on: str) -> None
         train = split_train_test(frame, seed=42)[0]
         tensors = ratings_to_tensors(train)
         sizes = (frame["userIdMapped"].max() + 1, frame["movieIdMapped"].max() + 1)
-        result = fit(make_model(sizes, tensors[2]), tensors, epochs=1, lr=5e-3, batch_size=4096)
+        mean = tensors[2].mean().item()
+        model = RegularisedMF(*sizes, PROJECT["n_factors"], mean, PROJECT["reg"])
+        settings = {"lr": PROJECT["lr"], "batch_size": PROJECT["batch_size"]}
+        result = fit(model, tensors, epochs=1, loss=regularised_mse(model), **settings)
         seconds = result.metrics["train_seconds"]
         print(
             f"one epoch on {name}: {len(tensors[0]):,} ratings in {seconds:.1f} s "

@@ -170,6 +170,23 @@ def test_tensor_batch_loader_on_small_tensors():
         TensorBatchLoader(x, y[:9], batch_size=4)
 
 
+def test_shards_split_each_batch_between_processes():
+    """Three processes with the same seed see, batch by batch, the single-process batches."""
+    x = torch.arange(10)
+    whole = [b for (b,) in TensorBatchLoader(x, batch_size=4, shuffle=True, seed=5)]
+    shards = [
+        [b for (b,) in TensorBatchLoader(x, batch_size=4, shuffle=True, seed=5, shard=(r, 3))]
+        for r in range(3)
+    ]
+    assert [len(s) for s in shards] == [3, 3, 3]  # every process takes as many steps
+    for batch, parts in zip(whole, zip(*shards, strict=True), strict=True):
+        assert sorted(torch.cat(parts).tolist()) == sorted(batch.tolist())
+    by_hand = TensorBatchLoader(torch.arange(7), batch_size=7, shard=(1, 2))
+    assert next(iter(by_hand))[0].tolist() == [1, 3, 5]
+    with pytest.raises(ValueError, match=r"\(2, 2\)"):
+        TensorBatchLoader(x, batch_size=4, shard=(2, 2))
+
+
 def test_shuffle_draws_torch_randperm_of_the_seed():
     """The int32 permutation is the one an int64 `randperm` of the same generator draws."""
     loader = TensorBatchLoader(torch.arange(5_000), batch_size=5_000, shuffle=True, seed=3)

@@ -205,6 +205,24 @@ def test_without_validation_the_history_has_no_val_loss():
     assert result.metrics["epochs_run"] == 2
 
 
+def test_extra_callbacks_see_every_epoch():
+    """`callbacks=` reaches Lightning beside fit's own: one call per epoch, the trained model."""
+    from pytorch_lightning.callbacks import Callback
+
+    class EpochLosses(Callback):
+        def __init__(self):
+            self.losses = []
+
+        def on_train_epoch_end(self, trainer, module):
+            self.losses.append(evaluate(module.model, train))
+
+    model, train, _, _ = pair_case(None)
+    recorder = EpochLosses()
+    result = fit(model, train, epochs=3, lr=0.01, accelerator="cpu", callbacks=[recorder])
+    assert len(recorder.losses) == 3
+    assert recorder.losses[-1] == pytest.approx(evaluate(result.model, train))
+
+
 def test_at_learning_rate_0_every_epoch_loss_is_the_mse_of_all_rows(bundled):
     """Batches of 300, 300, 300 and 100: a mean of the batch means would be off."""
     ratings, users, movies = bundled

@@ -41,7 +41,9 @@ class TensorBatchLoader:
     """Batches sliced from tensors held in memory: no per-item `__getitem__`, no collate.
 
     With `shuffle=True` every epoch draws a new permutation from a generator seeded once,
-    so the sequence of epochs is the same for the same seed.
+    so the sequence of epochs is the same for the same seed. With `shard=(rank, world_size)`
+    each batch keeps every `world_size`-th row from `rank` on: processes that share the seed
+    split each batch between them, and together see exactly the single-process batches.
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class TensorBatchLoader:
         batch_size: int,
         shuffle: bool = False,
         seed: int = 0,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         check_batch_size(batch_size)
         if len({len(tensor) for tensor in tensors}) != 1:
@@ -58,6 +61,12 @@ class TensorBatchLoader:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.generator = torch.Generator().manual_seed(seed)
+        rank, world_size = shard
+        if not 0 <= rank < world_size:
+            raise ValueError(
+                f"shard must be (rank, world_size) with 0 <= rank < world_size, got {shard}."
+            )
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
         return math.ceil(len(self.tensors[0]) / self.batch_size)
@@ -70,8 +79,9 @@ class TensorBatchLoader:
             dtype = torch.int32 if n_rows < 2**31 else torch.int64
             order = torch.randperm(n_rows, generator=self.generator, dtype=dtype)
             tensors = tuple(tensor.index_select(0, order.to(tensor.device)) for tensor in tensors)
+        step, rank = self.world_size, self.rank
         for start in range(0, len(tensors[0]), self.batch_size):
-            yield tuple(tensor[start : start + self.batch_size] for tensor in tensors)
+            yield tuple(tensor[start : start + self.batch_size][rank::step] for tensor in tensors)
 
 
 def check_batch_size(batch_size: int) -> None:

@@ -118,9 +118,13 @@ class RunRecord:
             self.client.log_batch(self.run_id, metrics=metrics[start : start + 1000])
 
     def log_final(self, metrics: dict[str, float]) -> None:
-        """Final numbers of the run (step 0)."""
+        """Final numbers of the run (step 0). `train_loss` and `val_loss` become `final_train_loss`
+        and `final_val_loss` (those of the returned weights: the best epoch's under early
+        stopping), so that MLflow's `train_loss`/`val_loss` stay the per-epoch series."""
         now = int(time.time() * 1000)
-        logged = [Metric(key, float(value), now, 0) for key, value in metrics.items()]
+        logged = [
+            Metric(FINAL_KEYS.get(key, key), float(value), now, 0) for key, value in metrics.items()
+        ]
         self.client.log_batch(self.run_id, metrics=logged)
 
     def finish(self, history: pl.DataFrame, metrics: dict[str, float], model) -> None:
@@ -139,6 +143,9 @@ class RunRecord:
             self.log_history(rows)
         with contextlib.suppress(Exception):
             self.client.set_terminated(self.run_id, "FAILED")
+
+
+FINAL_KEYS = {"train_loss": "final_train_loss", "val_loss": "final_val_loss"}
 
 
 def training_logs_to_df(run_id: str) -> pl.DataFrame:

@@ -198,11 +198,19 @@ class Trainee(L.LightningModule):
         """One row of history: the epoch's mean losses (Lightning validates before this)."""
         row = {"epoch": self.current_epoch + 1}
         for stage, (total, count) in sorted(self.sums.items()):
+            if self.trainer.world_size > 1:  # every process's share of the epoch
+                total, count = self.sum_over_processes(total, count)
             row[f"{stage}_loss"] = (total / count).item()
         self.sums = {}
         self.epochs.append(row)
         if self.early_stopping is not None and "val_loss" in row:
             self.keep_if_best(row)
+
+    def sum_over_processes(self, total: torch.Tensor, count: int) -> tuple[torch.Tensor, int]:
+        """A loss sum and a row count added up over every process of a distributed fit."""
+        both = torch.stack([total.double(), torch.tensor(count, dtype=torch.float64)])
+        total, count = self.trainer.strategy.reduce(both.to(total.device), reduce_op="sum")
+        return total, int(count.item())
 
     def keep_if_best(self, row: dict[str, float]) -> None:
         """Copy the weights at a new lowest validation loss; stop when patience runs out."""
@@ -252,11 +260,15 @@ def as_batches(
     *,
     shuffle: bool,
     seed: int = 0,
+    shard: tuple[int, int] = (0, 1),
 ) -> Iterable[Batch]:
-    """Tensors `(*inputs, target)` as batches sliced on `device`; any other iterable as it is."""
+    """Tensors `(*inputs, target)` as batches sliced on `device` (this process's `shard` of
+    each); any other iterable as it is."""
     if isinstance(data, tuple | list) and all(isinstance(t, torch.Tensor) for t in data):
         tensors = [t.to(device) for t in data]
-        return TensorBatchLoader(*tensors, batch_size=batch_size, shuffle=shuffle, seed=seed)
+        return TensorBatchLoader(
+            *tensors, batch_size=batch_size, shuffle=shuffle, seed=seed, shard=shard
+        )
     return data
 
 
@@ -336,8 +348,11 @@ def fit(
     (e.g. `accelerator`, `devices`, `strategy`) go to Lightning's `Trainer`.
     """
     device, trainer_kwargs["accelerator"] = pick_device(trainer_kwargs.get("accelerator"))
-    train_batches = as_batches(train, batch_size, device, shuffle=True, seed=seed)
-    val_batches = None if val is None else as_batches(val, 8192, device, shuffle=False)
+    stop = StopOnDivergence(describe="")
+    trainer = make_trainer(epochs, [stop, *trainer_kwargs.pop("callbacks", [])], **trainer_kwargs)
+    shard = (trainer.global_rank, trainer.world_size)  # (0, 1) but under `strategy="ddp"`
+    train_batches = as_batches(train, batch_size, device, shuffle=True, seed=seed, shard=shard)
+    val_batches = None if val is None else as_batches(val, 8192, device, shuffle=False, shard=shard)
     steps = epochs * len(train_batches)
     trainee = Trainee(
         model,
@@ -350,16 +365,20 @@ def fit(
     settings = {"lr": lr, "weight_decay": weight_decay, "optimizer": optimizer, "seed": seed}
     settings |= {"batch_size": batch_size, "epochs": epochs, "schedule": schedule}
     settings |= {"early_stopping": early_stopping, "model": type(model).__name__}
-    record = RunRecord.start(experiment, name, {**settings, **(params or {})})
-    stop = StopOnDivergence(record.describe() if record else f"fit {name!r} (not tracked)")
-    trainer = make_trainer(epochs, [stop, *trainer_kwargs.pop("callbacks", [])], **trainer_kwargs)
+    settings |= {"processes": trainer.world_size} if trainer.world_size > 1 else {}
+    record = None
+    if trainer.is_global_zero:  # one record per fit, however many processes train it
+        record = RunRecord.start(experiment, name, {**settings, **(params or {})})
+    stop.describe = describe_fit(record, name, trainer.global_rank)
+    # Under DDP a step must be one forward and one backward, which average the gradients.
+    group_size = BATCHES_PER_STEP if trainer.world_size == 1 else 1
     torch.manual_seed(seed)
     start = time.perf_counter()
     try:
         with torch_threads(get_thread_count()), warnings.catch_warnings():
             # `Trainee` always defines `validation_step`; a fit without `val` is not a mistake.
             warnings.filterwarnings("ignore", message=".*validation_step` but have no `val_data")
-            trainer.fit(trainee, BatchGroups(train_batches, BATCHES_PER_STEP), val_batches)
+            trainer.fit(trainee, BatchGroups(train_batches, group_size), val_batches)
     except BaseException:
         if record:
             record.fail(trainee.epochs)
@@ -370,6 +389,13 @@ def fit(
     if record:
         record.finish(history, metrics, model)
     return Fit(model, history, metrics, record.run_id if record else None, record)
+
+
+def describe_fit(record: RunRecord | None, name: str, rank: int) -> str:
+    """How errors name a fit: its MLflow run, or its name (and process, beyond the first)."""
+    if record is not None:
+        return record.describe()
+    return f"fit {name!r} ({f'process {rank}, ' if rank else ''}not tracked here)"
 
 
 def history_schema(validated: bool) -> dict[str, pl.DataType]:
