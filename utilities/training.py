@@ -395,7 +395,7 @@ def describe_fit(record: RunRecord | None, name: str, rank: int) -> str:
     """How errors name a fit: its MLflow run, or its name (and process, beyond the first)."""
     if record is not None:
         return record.describe()
-    return f"fit {name!r} ({f'process {rank}, ' if rank else ''}not tracked here)"
+    return f"fit {name!r} ({f'process {rank} of a distributed fit' if rank else 'not tracked'})"
 
 
 def history_schema(validated: bool) -> dict[str, pl.DataType]:
