@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 import torch
 from mlflow import MlflowClient
-from torch import nn
+from scale_case import Scale, fit_scale
 
 import utilities
 import utilities.tracking as tracking
@@ -87,26 +87,6 @@ def test_default_is_the_project_store(monkeypatch, unset):
 
 
 # ---------------------------------------------------------------- what `fit` records
-
-
-class Scale(nn.Module):
-    """`w * x`, one weight starting at 0: SGD at lr 1/4 on (x=1, y=2) gives w = 1, 1.5, 1.75."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.w = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w * x
-
-
-ONE = torch.ones(1)
-
-
-def fit_scale(**kwargs) -> Fit:
-    """Validation on (x=1, y=1.6): losses 0.36, 0.01, 0.0225, lowest after epoch 2."""
-    settings = {"epochs": 3, "lr": 0.25, "optimizer": "sgd", "batch_size": 1} | kwargs
-    return fit(Scale(), (ONE, 2 * ONE), (ONE, 1.6 * ONE), accelerator="cpu", **settings)
 
 
 def metric_steps(run_id: str, key: str) -> dict[int, float]:

@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from scale_case import ONE, Scale, fit_scale, val_loss_after, w_after
 from torch import nn
 from torch.nn import functional as F
 
@@ -251,30 +252,6 @@ def test_unknown_optimiser_or_schedule_is_named(setting, message):
 # ---------------------------------------------------------------- early stopping
 
 
-class Scale(nn.Module):
-    """`w * x`, one weight starting at 0."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.w = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w * x
-
-
-ONE = torch.ones(1)
-
-
-def w_after(epoch: int) -> float:
-    """SGD at lr 1/4 on the one row (x=1, y=2) halves the gap to 2 each epoch: 0, 1, 1.5, …"""
-    return 2 - 2.0 ** (1 - epoch)
-
-
-def val_loss_after(epoch: int) -> float:
-    """Validation on (x=1, y=1.6): 0.36, 0.01, 0.0225, 0.0756, … lowest after epoch 2."""
-    return (w_after(epoch) - 1.6) ** 2
-
-
 @pytest.mark.parametrize(
     ("epochs", "rule", "epochs_run", "best_epoch"),
     [
@@ -286,11 +263,7 @@ def val_loss_after(epoch: int) -> float:
     ],
 )
 def test_early_stopping_keeps_the_best_epoch(epochs, rule, epochs_run, best_epoch):
-    result = fit(
-        Scale(), (ONE, 2 * ONE), (ONE, 1.6 * ONE),
-        epochs=epochs, lr=0.25, optimizer="sgd", batch_size=1, early_stopping=rule,
-        accelerator="cpu",
-    )  # fmt: skip
+    result = fit_scale(epochs=epochs, early_stopping=rule)
     ran = range(1, epochs_run + 1)
     assert result.history.get_column("epoch").to_list() == list(ran)
     train_losses = [(w_after(epoch - 1) - 2) ** 2 for epoch in ran]  # before each epoch's step
