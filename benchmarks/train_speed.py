@@ -35,7 +35,6 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import pytorch_lightning as L  # noqa: E402
 import torch  # noqa: E402
@@ -47,6 +46,7 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from benchmarks.ratings_data import TOP50_SHAPE, make_ratings  # noqa: E402
 from utilities import evaluate, fit, seed_everything  # noqa: E402
+from utilities.collab import predict_surprise  # noqa: E402
 from utilities.data import load_torch_data, map_ids  # noqa: E402
 from utilities.device import select_device  # noqa: E402
 from utilities.splits import ratings_to_tensors, split_train_test  # noqa: E402
@@ -143,7 +143,9 @@ class Curve:
 
     def add(self, epochs: int, seconds: float, mse: float) -> None:
         """Record one point and announce it on one line."""
-        self.epochs.append(epochs), self.seconds.append(seconds), self.mse.append(mse)
+        self.epochs.append(epochs)
+        self.seconds.append(seconds)
+        self.mse.append(mse)
         print(f"  {self.name}: epoch {epochs}, {seconds:.2f} s, held-out MSE {mse:.4f}", flush=True)
 
     @property
@@ -289,7 +291,7 @@ def run_original(data, sizes: tuple[int, int], args) -> Curve:
     return curve
 
 
-def run_svd(train: pl.DataFrame, heldout: pl.DataFrame, n_factors: int, seed: int) -> Curve:
+def run_svd(train: pl.DataFrame, heldout: Ratings, n_factors: int, seed: int) -> Curve:
     """Surprise's `SVD` with its defaults but `n_factors`, refitted for each epoch count in
     `SVD_EPOCH_COUNTS` (its learning rate is constant, so a k-epoch fit is the first k epochs of
     a longer one); each point is that fit's seconds."""
@@ -305,28 +307,9 @@ def run_svd(train: pl.DataFrame, heldout: pl.DataFrame, n_factors: int, seed: in
         start = time.perf_counter()
         algorithm.fit(trainset)
         seconds = time.perf_counter() - start
-        predictions = predict_svd(algorithm, trainset, heldout.select(columns[:2]).to_numpy())
-        errors = predictions - heldout["rating"].to_numpy()
-        curve.add(n_epochs, seconds, float(np.mean(errors**2)))
+        predictions = predict_surprise(algorithm, *heldout[:2]).double()
+        curve.add(n_epochs, seconds, ((predictions - heldout[2].cpu().double()) ** 2).mean().item())
     return curve
-
-
-def predict_svd(algorithm, trainset, pairs: np.ndarray) -> np.ndarray:
-    """`SVD.predict(...).est` for every (user, movie) row at once: the global mean, the known
-    biases, the factors' dot where both are known, clipped to the rating scale."""
-    users, movies = (
-        np.array([mapping.get(raw, -1) for raw in column])
-        for mapping, column in zip(
-            (trainset._raw2inner_id_users, trainset._raw2inner_id_items), pairs.T, strict=True
-        )
-    )
-    known_user, known_movie = users >= 0, movies >= 0
-    estimate = np.full(len(pairs), trainset.global_mean)
-    estimate[known_user] += algorithm.bu[users[known_user]]
-    estimate[known_movie] += algorithm.bi[movies[known_movie]]
-    both = known_user & known_movie
-    estimate[both] += np.einsum("ij,ij->i", algorithm.pu[users[both]], algorithm.qi[movies[both]])
-    return np.clip(estimate, *trainset.rating_scale)
 
 
 def tune_project(data, sizes: tuple[int, int], args) -> None:
@@ -416,8 +399,8 @@ def main() -> None:
         run_notebook_06(data, sizes, args),
         run_sigmoid_dot(data, sizes, args),
         run_original(data, sizes, args),
-        run_svd(train, test, 5, args.seed),
-        run_svd(train, test, 100, args.seed),
+        run_svd(train, data[1], 5, args.seed),
+        run_svd(train, data[1], 100, args.seed),
     ]
     project, original, svds = curves[0], curves[3], curves[4:]
     target = min(c.best for c in svds)
