@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 import torch
 
+import utilities
 from utilities.splits import TensorBatchLoader, get_rating_splits, split_train_test, take_sample
 
 
@@ -192,3 +193,16 @@ def test_shuffle_draws_torch_randperm_of_the_seed():
     loader = TensorBatchLoader(torch.arange(5_000), batch_size=5_000, shuffle=True, seed=3)
     expected = torch.randperm(5_000, generator=torch.Generator().manual_seed(3))
     assert torch.equal(next(iter(loader))[0], expected)
+
+
+def test_get_data_loaders_cover_the_split_once(bundled_ratings):
+    train, val, test = utilities.get_data_loaders(ratings_df=bundled_ratings, batch_size=4096)
+    rows = [
+        torch.cat([batch[0] * 1_000_000 + batch[1] for batch in loader])
+        for loader in (train, val, test)
+    ]
+    everything = torch.cat(rows)
+    assert len(everything) == bundled_ratings.height
+    assert len(everything.unique()) == bundled_ratings.height  # every (user, movie) once
+    assert [len(r) for r in rows] == [70585, 20167, 10084]
+    assert train.shuffle and not val.shuffle and not test.shuffle

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -120,6 +122,7 @@ def test_the_run_has_its_settings_as_params(recorded):
         "optimizer": "adam",
         "seed": "3",
         "batch_size": "64",
+        "shuffle": "True",
         "epochs": "3",
         "schedule": "None",
         "early_stopping": "EarlyStopping(patience=2, min_epochs=0)",
@@ -238,3 +241,47 @@ def test_store_of_an_installed_copy_is_found_from_the_working_directory(tmp_path
     assert tracking.get_store_dir() == project / "mlruns"
     monkeypatch.chdir(tmp_path)
     assert tracking.get_store_dir() == tmp_path / "mlruns"
+
+
+# ---------------------------------------------------------------- what fit records
+
+
+def test_a_loader_that_batches_256_is_recorded_with_batch_size_256(store):
+    pairs = make_vector_pairs(1024, 4, generator=torch.Generator().manual_seed(0))
+    loader = utilities.TensorBatchLoader(*pairs, batch_size=256, shuffle=True)
+    result = fit(DotProductMLP(4, [8]), loader, epochs=1, lr=0.01, experiment="batching")
+    params = MlflowClient(get_tracking_uri()).get_run(result.run_id).data.params
+    assert (params["batch_size"], params["shuffle"]) == ("256", "True")
+
+
+def test_fit_leaves_the_callers_global_generator_as_it_found_it(store):
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    fit_scale(seed=7)
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_training_logs_to_df_holds_the_same_losses_as_the_fits_history(store):
+    result = fit_scale(experiment="logs")
+    logs = training_logs_to_df(run_id=result.run_id)
+    for dataset in ("train", "val"):
+        recorded = logs.filter(dataset=dataset).sort("epoch")
+        assert recorded["epoch"].to_list() == result.history["epoch"].to_list()
+        assert recorded["loss"].to_list() == pytest.approx(result.history[f"{dataset}_loss"])
+
+
+def test_processes_writing_to_one_new_store_at_once_lose_no_run(store):
+    """Notebooks run side by side share one store: its creation and every run must survive."""
+    script = Path(__file__).with_name("concurrent_writer.py")
+    writers = [
+        subprocess.Popen([sys.executable, str(script), tag, "8"], cwd=script.parent)
+        for tag in ("a", "b", "c")
+    ]
+    assert [writer.wait(timeout=300) for writer in writers] == [0, 0, 0]
+    client = MlflowClient(get_tracking_uri())
+    experiment = client.get_experiment_by_name("concurrent")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    assert sorted(run.info.run_name for run in runs) == sorted(
+        f"{tag} {i}" for tag in "abc" for i in range(8)
+    )
+    assert {run.info.status for run in runs} == {"FINISHED"}

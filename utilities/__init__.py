@@ -27,7 +27,12 @@ from utilities.reference import (
     model_rmse,
     train_reference_mlp,
 )
-from utilities.splits import TensorBatchLoader, get_rating_splits, split_train_test
+from utilities.splits import (
+    TensorBatchLoader,
+    get_data_loaders,
+    get_rating_splits,
+    split_train_test,
+)
 from utilities.sweep import expand_grid, run_sweep
 from utilities.synthetic import (
     FreshPairLoader,
@@ -65,6 +70,7 @@ __all__ = [
     "expand_grid",
     "fit",
     "fixed_pair_loader",
+    "get_data_loaders",
     "get_dataset_dir",
     "get_rating_splits",
     "get_tracking_uri",

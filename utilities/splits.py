@@ -129,3 +129,20 @@ def take_sample(ratings_df: pl.DataFrame, sample: int, seed: int) -> pl.DataFram
         )
     rows = np.random.default_rng(seed).choice(ratings_df.height, size=sample, replace=False)
     return ratings_df[np.sort(rows)]
+
+
+def get_data_loaders(
+    ratings_df: pl.DataFrame,
+    *,
+    batch_size: int = 1024,
+    seed: int = 42,
+    val_frac: float = 0.2,
+    test_frac: float = 0.1,
+) -> tuple[TensorBatchLoader, TensorBatchLoader, TensorBatchLoader]:
+    """Train (shuffled), validation and test loaders of `(users, movies, ratings)` batches over
+    `get_rating_splits`' seeded split, as the original notebooks called them."""
+    splits = get_rating_splits(ratings_df, seed=seed, val_frac=val_frac, test_frac=test_frac)
+    return tuple(
+        TensorBatchLoader(*tensors, batch_size=batch_size, shuffle=shuffle, seed=seed)
+        for tensors, shuffle in zip(splits, (True, False, False), strict=True)
+    )

@@ -1,4 +1,4 @@
-"""Results over seeds: mean ± sd per group, and paired differences judged against their spread."""
+"""Results over seeds: mean ± sd per group, and paired differences with their t-intervals."""
 
 from __future__ import annotations
 
@@ -8,6 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
+from scipy import stats
+
+CONFIDENCE = 0.95
+# A difference is *clear* when its interval clears zero with room to spare: its mean is at least
+# this many times the interval's half-width (|t| >= 1.5 t_crit; p < 0.003 at n = 5, 95%).
+ROOM = 1.5
 
 
 def summarise_seeds(results: pl.DataFrame, by: Sequence[str], value: str) -> pl.DataFrame:
@@ -20,51 +26,99 @@ def summarise_seeds(results: pl.DataFrame, by: Sequence[str], value: str) -> pl.
 
 
 @dataclass(frozen=True)
-class PairedDifference:
-    """A mean difference over paired seeds, its standard error and the number of pairs."""
+class Difference:
+    """A mean paired difference (first minus second): its standard error, pairs and t-interval.
+
+    `str()` gives `+0.012 ± 0.003 [+0.004, +0.020] (n=5)`: mean ± standard error, then the
+    two-sided t-interval at `confidence`. The verdict asks whether that interval clears zero.
+    """
 
     mean: float
     se: float
     n: int
+    confidence: float = CONFIDENCE
+
+    @property
+    def half_width(self) -> float:
+        """Half the width of the t-interval: t(confidence, n - 1) times the standard error."""
+        return stats.t.ppf((1 + self.confidence) / 2, self.n - 1) * self.se
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The two-sided t-interval of the mean difference."""
+        return self.mean - self.half_width, self.mean + self.half_width
+
+    @property
+    def p_value(self) -> float:
+        """The two-sided p-value of a paired t-test of a zero mean difference."""
+        if self.se == 0:
+            return 0.0 if self.mean != 0 else 1.0
+        return float(2 * stats.t.sf(abs(self.mean) / self.se, self.n - 1))
 
     @property
     def distinguishable(self) -> bool:
-        """True when the mean difference is more than twice its standard error."""
-        return abs(self.mean) > 2 * self.se
+        """True when the t-interval excludes zero."""
+        low, high = self.interval
+        return low > 0 or high < 0
+
+    @property
+    def clear(self) -> bool:
+        """True when the interval clears zero with room to spare (|mean| >= ROOM × half-width),
+        so that float noise in the last digits cannot move the verdict."""
+        return abs(self.mean) >= ROOM * self.half_width and self.mean != 0
+
+    def verdict(self, first: str = "first", second: str = "second", *, lower: bool = False) -> str:
+        """`'<first> higher'`, `'<second> higher'` (`lower`: which is lower) or `'not
+        distinguishable'`; a difference that is distinguishable but not clear is not called."""
+        if not self.clear:
+            return "not distinguishable"
+        first_wins = (self.mean < 0) if lower else (self.mean > 0)
+        return f"{first if first_wins else second} {'lower' if lower else 'higher'}"
 
     def __str__(self) -> str:
-        return f"{self.mean:.3g} ± {self.se:.2g} (SE, n={self.n})"
+        low, high = self.interval
+        return f"{self.mean:+.3g} ± {self.se:.2g} [{low:+.3g}, {high:+.3g}] (n={self.n})"
+
+
+def difference_of(differences: Sequence[float], confidence: float = CONFIDENCE) -> Difference:
+    """The mean of paired `differences` with its standard error over them."""
+    values = [float(value) for value in differences]
+    n = len(values)
+    if n < 2:
+        raise ValueError(f"need at least two paired differences, got {n}.")
+    mean = sum(values) / n
+    sd = math.sqrt(sum((value - mean) ** 2 for value in values) / (n - 1))
+    return Difference(mean, sd / math.sqrt(n), n, confidence)
 
 
 def compare_paired(
     results: pl.DataFrame, value: str, column: str, first: Any, second: Any, on: str = "seed"
-) -> PairedDifference:
+) -> Difference:
     """`value` where `column == first` minus where `column == second`, rows paired on `on`
     (filter `results` to one setting first: each side needs one row per value of `on`)."""
     firsts, seconds = (results.filter(pl.col(column) == side) for side in (first, second))
     if firsts.get_column(on).is_duplicated().any() or seconds.get_column(on).is_duplicated().any():
         raise ValueError(f"several rows share one {on!r}: filter the results to one setting.")
     pairs = firsts.join(seconds, on=on, suffix="_second")
-    differences = pairs.get_column(value) - pairs.get_column(f"{value}_second")
-    if len(differences) < 2:
+    if pairs.height < 2:
         raise ValueError(f"need at least two pairs to compare {first!r} with {second!r}.")
-    n = len(differences)
-    return PairedDifference(differences.mean(), differences.std() / math.sqrt(n), n)
+    return difference_of(pairs.get_column(value) - pairs.get_column(f"{value}_second"))
 
 
 def paired_difference(
     results: pl.DataFrame, value: str, first: str, second: str, *, key: str = "model"
-) -> dict[str, float]:
-    """`compare_paired` as a dict (`mean`, `se`, `n`), rows of `key` paired by `seed`."""
-    difference = compare_paired(results, value, key, first, second)
-    return {"mean": difference.mean, "se": difference.se, "n": difference.n}
+) -> Difference:
+    """`compare_paired` on the rows of `key`, paired by `seed`."""
+    return compare_paired(results, value, key, first, second)
 
 
-def is_distinguishable(difference: dict[str, float]) -> bool:
-    """True when the mean paired difference is more than twice its standard error."""
-    return abs(difference["mean"]) > 2 * difference["se"]
-
-
-def format_difference(difference: dict[str, float], digits: int = 3) -> str:
-    """`-0.012 ± 0.003 (n=5)`: mean paired difference ± its standard error."""
-    return f"{difference['mean']:+.{digits}f} ± {difference['se']:.{digits}f} (n={difference['n']})"
+def holm(differences: Sequence[Difference], alpha: float = 1 - CONFIDENCE) -> list[bool]:
+    """Which of a family of differences stay significant at `alpha` under Holm's step-down
+    correction (the smallest p against alpha / m, the next against alpha / (m - 1), ...)."""
+    order = sorted(range(len(differences)), key=lambda i: differences[i].p_value)
+    kept = [False] * len(differences)
+    for rank, index in enumerate(order):
+        if differences[index].p_value > alpha / (len(differences) - rank):
+            break
+        kept[index] = True
+    return kept

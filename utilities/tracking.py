@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import functools
 import logging
 import os
 import tempfile
@@ -16,6 +18,7 @@ import polars as pl
 import torch
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,8 +70,21 @@ def get_artifact_location(tracking_uri: str) -> str | None:
 
 
 def get_client() -> MlflowClient:
-    """A client of `get_tracking_uri()`'s store."""
-    return MlflowClient(tracking_uri=get_tracking_uri())
+    """A client of `get_tracking_uri()`'s store (a new SQLite store created first, once)."""
+    uri = get_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        create_store_once(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+@functools.cache
+def create_store_once(uri: str) -> None:
+    """Create (or migrate) a SQLite store under a file lock: processes that open a new store at
+    the same time would otherwise race through MLflow's schema migrations and fail."""
+    database = Path(uri.removeprefix("sqlite:///"))
+    with open(database.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
 
 
 def get_experiment_id(client: MlflowClient, name: str) -> str:
@@ -77,7 +93,13 @@ def get_experiment_id(client: MlflowClient, name: str) -> str:
     if experiment is not None:
         return experiment.experiment_id
     location = get_artifact_location(client.tracking_uri)
-    return client.create_experiment(name, artifact_location=location)
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:  # another process created it since we looked
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 @dataclass

@@ -86,7 +86,11 @@ class EarlyStopping:
 
 @dataclass
 class Fit:
-    """What `fit` returns: the trained model, one row per epoch, final numbers, the MLflow run."""
+    """What `fit` returns: the trained model, one row per epoch, final numbers, the MLflow run.
+
+    `model` is the module that was passed in, trained; after a fit on a GPU it is back on the
+    CPU (Lightning's teardown moves it there): call `.to(device)` before using it on the GPU.
+    """
 
     model: nn.Module
     history: pl.DataFrame
@@ -363,7 +367,7 @@ def fit(
     )
     name = run_name or describe_model(model, lr, weight_decay, seed)
     settings = {"lr": lr, "weight_decay": weight_decay, "optimizer": optimizer, "seed": seed}
-    settings |= {"batch_size": batch_size, "epochs": epochs, "schedule": schedule}
+    settings |= describe_batching(train_batches) | {"epochs": epochs, "schedule": schedule}
     settings |= {"early_stopping": early_stopping, "model": type(model).__name__}
     settings |= {"processes": trainer.world_size} if trainer.world_size > 1 else {}
     record = None
@@ -372,10 +376,14 @@ def fit(
     stop.describe = describe_fit(record, name, trainer.global_rank)
     # Under DDP a step must be one forward and one backward, which average the gradients.
     group_size = BATCHES_PER_STEP if trainer.world_size == 1 else 1
-    torch.manual_seed(seed)
     start = time.perf_counter()
-    try:
-        with torch_threads(get_thread_count()), warnings.catch_warnings():
+    try:  # seeded inside, the caller's global generator restored after
+        with (
+            torch.random.fork_rng(devices=[]),
+            torch_threads(get_thread_count()),
+            warnings.catch_warnings(),
+        ):
+            torch.manual_seed(seed)
             # `Trainee` always defines `validation_step`; a fit without `val` is not a mistake.
             warnings.filterwarnings("ignore", message=".*validation_step` but have no `val_data")
             trainer.fit(trainee, BatchGroups(train_batches, group_size), val_batches)
@@ -389,6 +397,14 @@ def fit(
     if record:
         record.finish(history, metrics, model)
     return Fit(model, history, metrics, record.run_id if record else None, record)
+
+
+def describe_batching(batches: Iterable) -> dict[str, object]:
+    """The batch size and shuffling a loader really uses, as far as it says (else None)."""
+    return {
+        "batch_size": getattr(batches, "batch_size", None),
+        "shuffle": getattr(batches, "shuffle", None),
+    }
 
 
 def describe_fit(record: RunRecord | None, name: str, rank: int) -> str:
