@@ -53,3 +53,22 @@ def test_mps_only_when_allowed_or_named(cpu_only, monkeypatch):
     assert select_device() == (torch.device("cpu"), "cpu")
     assert select_device(allow_mps=True) == (torch.device("mps"), "mps")
     assert select_device("mps") == (torch.device("mps"), "mps")
+
+
+def test_use_device_sets_where_fit_trains_and_auto_hands_back_to_select_device():
+    from utilities.device import default_device, use_device
+
+    try:
+        assert use_device("cpu") == (torch.device("cpu"), "cpu")
+        assert default_device() == (torch.device("cpu"), "cpu")
+        use_device("auto")
+        assert default_device() == select_device()
+    finally:
+        use_device("auto")
+
+
+def test_use_device_refuses_an_unknown_name_saying_what_it_expected():
+    from utilities.device import use_device
+
+    with pytest.raises(ValueError, match="Unknown device 'tpu'"):
+        use_device("tpu")

@@ -10,7 +10,7 @@ from utilities.data import (
     load_ratings,
     load_torch_data,
 )
-from utilities.device import select_device
+from utilities.device import select_device, use_device
 from utilities.models import (
     DotProductMLP,
     count_parameters,
@@ -91,4 +91,5 @@ __all__ = [
     "split_train_test",
     "train_reference_mlp",
     "training_logs_to_df",
+    "use_device",
 ]

@@ -5,6 +5,21 @@ from __future__ import annotations
 import torch
 
 ACCELERATORS = {"cuda": "gpu", "mps": "mps", "cpu": "cpu"}
+_default: list[str | None] = [None]  # what `use_device` set; None: `select_device()` decides
+
+
+def use_device(name: str) -> tuple[torch.device, str]:
+    """Make `name` the device `fit` trains on when not told otherwise: `"cpu"`, `"cuda"`,
+    `"mps"`, or `"auto"` (`select_device()`'s choice). Notebooks call it with their `DEVICE`
+    parameter, `"cpu"` by default, so that their saved outputs reproduce on any machine."""
+    chosen = select_device() if name == "auto" else check_available(name)
+    _default[0] = None if name == "auto" else name
+    return chosen
+
+
+def default_device() -> tuple[torch.device, str]:
+    """The device `use_device` chose, else `select_device()`'s."""
+    return select_device(_default[0])
 
 
 def select_device(

@@ -20,7 +20,7 @@ from pytorch_lightning.callbacks import Callback
 from torch import nn
 from torch.nn import functional as F
 
-from utilities.device import select_device
+from utilities.device import default_device
 from utilities.splits import TensorBatchLoader
 from utilities.tracking import RunRecord
 
@@ -316,7 +316,7 @@ def make_trainer(epochs: int, callbacks: list[Callback], **trainer_kwargs) -> L.
 def pick_device(accelerator: str | None) -> tuple[torch.device, str]:
     """The device the batches live on, and Lightning's name for it."""
     if accelerator is None:
-        return select_device()
+        return default_device()
     return torch.device({"gpu": "cuda"}.get(accelerator, accelerator)), accelerator
 
 
