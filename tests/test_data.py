@@ -336,6 +336,21 @@ def test_missing_ratings_file(tmp_path):
     assert str(path) in str(caught.value)
 
 
+@pytest.mark.parametrize("inside", [False, True])
+def test_a_data_dir_setting_naming_a_file_is_one_line(tmp_path, monkeypatch, inside):
+    """A file where the cache folder should be: one line naming it, not a FileExistsError."""
+    (tmp_path / "file").write_text("not a folder")
+    setting = tmp_path / "file" / "sub" if inside else tmp_path / "file"
+    monkeypatch.setenv("DOTLAB_DATA_DIR", str(setting))
+    with pytest.raises(DatasetError) as caught:
+        get_dataset_dir("ml-100k", base_url="http://0.0.0.0/")
+    assert str(caught.value) == (
+        f"DOTLAB_DATA_DIR={setting} is not a folder: set it to a folder where datasets can be "
+        "cached."
+    )
+    assert (tmp_path / "file").read_text() == "not a folder"
+
+
 def test_dataset_error_is_a_value_error():
     # Callers that catch ValueError for bad input keep working.
     assert issubclass(DatasetError, ValueError)

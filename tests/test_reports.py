@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import re
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -120,8 +124,11 @@ def test_a_notebook_without_what_the_index_needs_is_named(tmp_path, drop, messag
     bad = write_notebook(tmp_path / "bad.ipynb", *kept)
     with pytest.raises(ReportError, match=f"bad.ipynb: {message}"):
         build_site([good, bad], tmp_path / "site", execute=False)
-    assert not (tmp_path / "site" / "index.html").exists()  # no index over a partial site
-    assert not list((tmp_path / "site").rglob(".*partial"))
+    index = (tmp_path / "site" / "index.html").read_text()  # the good page, the bad one marked
+    assert 'href="good.html"' in index and 'href="bad.html"' not in index
+    assert '<article id="bad" class="failed">' in index and "bad.ipynb did not build" in index
+    assert not (tmp_path / "site" / "bad.html").exists()
+    assert not list((tmp_path / "site").rglob(".*.partial.*"))
 
 
 def test_missing_notebooks_are_named_before_anything_is_written(tmp_path):
@@ -236,6 +243,8 @@ def test_a_parameter_given_on_the_command_line_is_injected(tmp_path, capfd):
         (["tiny.ipynb", "-p", "N", "2", "--no-execute"], "Parameters take effect only when"),
         (["tiny.ipynb", "-y", "[1, 2]"], "-y: expected a YAML mapping"),
         (["tiny.ipynb", "-y", "{N: [1, 2], K: 3}"], "tiny.ipynb: unknown parameter K;"),
+        (["tiny.ipynb", "--jobs", "0"], "--jobs: expected a positive whole number"),
+        (["tiny.ipynb", "--jobs", "two"], "--jobs: expected a positive whole number"),
     ],
 )
 def test_command_line_errors_are_one_line(tmp_path, monkeypatch, capsys, argv, message):
@@ -279,6 +288,11 @@ def test_a_kernel_that_dies_is_one_error(tmp_path):
     dying = write_notebook(tmp_path / "dying.ipynb", new_code_cell("import os\nos._exit(1)"))
     with pytest.raises(ReportError, match="dying.ipynb: the kernel died while running a cell"):
         build_site([dying], tmp_path / "site")
+    # kept as far as it ran, saying so, though papermill marked every cell completed
+    executed = nbformat.read(tmp_path / "site" / "dying.ipynb", as_version=4)
+    assert executed.metadata.papermill.exception is True
+    assert executed.cells[0].source.startswith("**Not complete.** ")
+    assert not list((tmp_path / "site").rglob(".*.partial.*"))
 
 
 @pytest.mark.parametrize("text", ["8", "-3", "1_000", "2.5", "1e-3", "nan", "True", "None", "x8"])
@@ -286,3 +300,121 @@ def test_values_are_read_as_papermills_command_line_reads_them(text):
     from papermill.cli import _resolve_type
 
     assert repr(parse_value(text)) == repr(_resolve_type(text))
+
+
+def failing_notebook(path):
+    return write_notebook(path, new_markdown_cell("# Does it fail?"), new_code_cell("1 / 0"))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_failing_notebook_is_marked_on_the_index_and_the_others_are_built(tmp_path, capsys, jobs):
+    paths = [
+        parameterised_notebook(tmp_path / "a.ipynb"),
+        failing_notebook(tmp_path / "bad.ipynb"),
+        parameterised_notebook(tmp_path / "c.ipynb"),
+    ]
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as caught:
+        main([*map(str, paths), "--jobs", str(jobs), "--output-dir", str(out)])
+    assert caught.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: {paths[1]}: cell In [1] ('1 / 0') failed with ZeroDivisionError: division by "
+        f"zero (the executed notebook, traceback included, is {out / 'bad.ipynb'})"
+    ]
+    index = (out / "index.html").read_text()
+    assert re.findall(r'<article id="(\w+)"', index) == ["a", "bad", "c"]  # the order given
+    assert re.findall(r'href="(\w+).html"', index) == ["a", "a", "c", "c"]  # image and title
+    failed = index[index.index('<article id="bad"') :].split("</article>")[0]
+    assert 'class="failed"' in failed and "bad.ipynb did not build" in failed
+    assert "ZeroDivisionError: division by zero" in failed and "<img" not in failed
+    assert sorted(p.name for p in (out / "thumbnails").iterdir()) == ["a.png", "c.png"]
+    assert not (out / "bad.html").exists()
+    # the failed notebook is kept, traceback included, and says it did not complete
+    executed = nbformat.read(out / "bad.ipynb", as_version=4)
+    assert executed.metadata.papermill.exception is True
+    assert "An Exception was encountered" in executed.cells[0].source
+    assert not list(out.rglob(".*.partial.*"))
+
+
+def test_jobs_build_the_same_pages_as_one_at_a_time(tmp_path):
+    paths = [parameterised_notebook(tmp_path / f"{name}.ipynb") for name in ("b", "a")]
+    for jobs in (1, 2):
+        build_site(paths, tmp_path / f"jobs-{jobs}", jobs=jobs)
+    one, two = tmp_path / "jobs-1", tmp_path / "jobs-2"
+    names = sorted(str(p.relative_to(one)) for p in one.rglob("*.*"))
+    assert names == sorted(str(p.relative_to(two)) for p in two.rglob("*.*"))
+    assert names == ["a.html", "a.ipynb", "b.html", "b.ipynb", "index.html"] + [
+        "thumbnails/a.png",
+        "thumbnails/b.png",
+    ]
+    for name in names:
+        if not name.endswith(".ipynb"):  # an executed notebook records its run's times
+            assert (one / name).read_bytes() == (two / name).read_bytes(), name
+    index = (two / "index.html").read_text()
+    assert index.index('id="b"') < index.index('id="a"')
+
+
+def is_running(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z")
+
+
+def wait_for(condition, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends SIGINT, as Ctrl-C does in a terminal")
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ctrl_c_keeps_the_pages_built_and_says_so_in_one_line(tmp_path, jobs):
+    good = parameterised_notebook(tmp_path / "good.ipynb")
+    pid_file = tmp_path / "kernel.pid"
+    slow = write_notebook(
+        tmp_path / "slow.ipynb",
+        new_markdown_cell("# Does it ever end?"),
+        new_code_cell(
+            "import os, pathlib, time\n"
+            f"pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid()))\n"
+            "time.sleep(60)"
+        ),
+    )
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "utilities.reports", str(good), str(slow)]
+    build = subprocess.Popen(
+        [*command, "--jobs", str(jobs), "--output-dir", str(out)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: (out / "good.html").exists() and pid_file.exists())
+        time.sleep(0.5)  # the kernel is in time.sleep
+        build.send_signal(signal.SIGINT)
+        stdout, stderr = build.communicate(timeout=60)
+    finally:
+        build.kill()
+    assert build.returncode == 130, stderr
+    assert stderr.splitlines()[-1] == (  # after the "executing" lines
+        f"interrupted while building slow.ipynb; kept 1 built page and {out / 'index.html'}"
+    )
+    assert "Traceback" not in stderr, stderr
+    index = (out / "index.html").read_text()
+    assert re.findall(r'<article id="(\w+)"', index) == ["good"]
+    # nothing under the interrupted notebook's names, not even a half-executed copy
+    assert sorted(p.name for p in out.iterdir()) == [
+        "good.html",
+        "good.ipynb",
+        "index.html",
+        "thumbnails",
+    ]
+    kernel = int(pid_file.read_text())
+    wait_for(lambda: not is_running(kernel), seconds=10)  # no orphan kernel

@@ -87,7 +87,20 @@ def get_release(dataset: str) -> MovieLensRelease:
 
 def get_cache_dir() -> Path:
     """Where downloaded releases are kept: `DOTLAB_DATA_DIR`, else the user's cache directory."""
-    return Path(os.environ.get("DOTLAB_DATA_DIR") or pooch.os_cache("dotlab"))
+    setting = os.environ.get("DOTLAB_DATA_DIR")
+    if setting:
+        check_data_dir_setting(setting)
+    return Path(setting or pooch.os_cache("dotlab"))
+
+
+def check_data_dir_setting(setting: str) -> None:
+    """Raise, in one line, where `DOTLAB_DATA_DIR` names a file (or a path inside one)."""
+    path = Path(setting)
+    if any(part.exists() and not part.is_dir() for part in (path, *path.parents)):
+        raise DatasetError(
+            f"DOTLAB_DATA_DIR={setting} is not a folder: set it to a folder where datasets can "
+            "be cached."
+        )
 
 
 def get_dataset_dir(

@@ -4,11 +4,15 @@ and main-figure thumbnails read from the (executed) notebooks.
     python -m utilities.reports notebooks/*.ipynb --output-dir reports
     python -m utilities.reports notebooks/04_*.ipynb -p N_FACTORS 8 --output-dir reports-n8
     python -m utilities.reports notebooks/05_*.ipynb -y "SEEDS: [0, 1, 2]" --output-dir reports-s3
+
+A notebook that fails is marked on the index and the others still build; Ctrl-C keeps the pages
+already built. Every file is written under a temporary name and renamed into place once complete.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import html
 import inspect
@@ -16,7 +20,10 @@ import io
 import logging
 import os
 import sys
+import threading
+import uuid
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +31,8 @@ import nbformat
 import papermill
 import yaml
 from jinja2 import DictLoader
+from jupyter_client import AsyncKernelManager
+from jupyter_core.paths import jupyter_runtime_dir
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbconvert import HTMLExporter
 from nbconvert.filters import markdown2html
@@ -41,6 +50,8 @@ KERNEL_CONFIG = Config({"KernelManager": {"transport": "ipc" if os.name == "posi
 # A cell past the timeout is interrupted (a KeyboardInterrupt in the cell, saved with it), so the
 # kernel is idle when it is shut down rather than failing to reply on closed sockets.
 ON_TIMEOUT = {"interrupt_on_timeout": True, "error_on_timeout": {"ename": "CellTimeoutError"}}
+STOP = threading.Event()  # set on Ctrl-C: running kernels are killed, and no new one may run
+KERNELS: set[AsyncKernelManager] = set()  # those started and not yet cleaned up
 
 # The lab template without scripts from CDNs (the notebooks use no LaTeX, widgets or mermaid),
 # so pages load complete offline, plus a header bar: back to the index, the title, the parameters.
@@ -74,12 +85,54 @@ article { display: flex; gap: 1.5em; border-top: 1px solid #ddd; padding: 1.2em 
 article img { width: 360px; max-width: 40vw; height: auto; border: 1px solid #eee; }
 article h2 { font-size: 1.2em; margin-top: 0; }
 code { background: #f4f4f4; padding: 0 0.2em; }
+article.failed h2 { color: #b3261e; }
 """
 
 
 class ReportError(ValueError):
     """A notebook that cannot be built into the site (missing, failing, or lacking what its
     index entry is read from), said in one line."""
+
+
+class BuildFailed(ReportError):
+    """Notebooks that failed while the others were built and indexed: one line each."""
+
+    def __init__(self, errors: Sequence[ReportError]) -> None:
+        super().__init__("\n".join(map(str, errors)))
+        self.errors = list(errors)
+
+
+class BuildInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a build, saying which notebooks it stopped and what was kept."""
+
+
+class StoppableKernelManager(AsyncKernelManager):
+    """A kernel manager listed in `KERNELS` while its kernel runs, so Ctrl-C can kill them all."""
+
+    def _ip_default(self) -> str:
+        """IPC sockets under a path of their own, not `kernel-ipc-N` in the working folder, where
+        kernels started side by side (or in another folder than this process) would clash."""
+        if self.transport == "ipc":
+            os.makedirs(jupyter_runtime_dir(), mode=0o700, exist_ok=True)
+            return os.path.join(jupyter_runtime_dir(), f"dotlab-{uuid.uuid4()}-ipc")
+        return super()._ip_default()
+
+    async def start_kernel(self, **kwargs: object) -> None:
+        KERNELS.add(self)
+        await super().start_kernel(**kwargs)
+        if STOP.is_set():  # Ctrl-C came while it started: `kill_kernels` may have missed it
+            await self.provisioner.kill()
+
+    async def cleanup_resources(self, restart: bool = False) -> None:
+        KERNELS.discard(self)
+        await super().cleanup_resources(restart)
+
+
+def kill_kernels() -> None:
+    """Kill every running kernel and what it started, so the threads driving them stop."""
+    for manager in list(KERNELS):
+        if provisioner := manager.provisioner:
+            asyncio.run(provisioner.kill())
 
 
 @dataclass(frozen=True)
@@ -209,21 +262,41 @@ def check_parameters(path: Path, parameters: Mapping[str, object]) -> None:
 
 
 def execute_notebook(
-    path: Path, output: Path, parameters: Mapping[str, object], timeout: int
+    path: Path, output: Path, parameters: Mapping[str, object], timeout: int, progress: bool
 ) -> nbformat.NotebookNode:
     """Run `path` in a fresh kernel in its folder with `parameters` injected (papermill's way:
-    a cell after the one tagged `parameters`), saving the executed copy at `output`."""
+    a cell after the one tagged `parameters`), saving the executed copy at `output` once it ran
+    to the end; one that failed is saved marked so at its top, one interrupted not at all."""
     if output.resolve() == path.resolve():
         raise ReportError(f"{path}: the executed copy would overwrite it; pick another folder.")
+    partial = partial_path(output)  # papermill saves the notebook there after every cell
+    try:
+        nb = run_papermill(path, output, parameters, timeout, progress)
+        os.replace(partial, output)
+        return nb
+    except ReportError as error:
+        if partial.exists() and not STOP.is_set():
+            keep_failed_notebook(partial, output, error)
+        raise
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def run_papermill(
+    path: Path, output: Path, parameters: Mapping[str, object], timeout: int, progress: bool
+) -> nbformat.NotebookNode:
+    """Execute `path` with papermill into `output`'s partial file; its errors said in one line."""
     try:
         return papermill.execute_notebook(
             path,
-            output,
+            partial_path(output),
             parameters=dict(parameters),
-            cwd=path.parent,
+            # the kernel's working folder, without papermill's os.chdir (one for all threads)
+            resources={"metadata": {"path": str(path.parent.resolve())}},
+            kernel_manager_class=StoppableKernelManager,
             config=KERNEL_CONFIG,
             extra_arguments=KERNEL_ARGS,
-            progress_bar=sys.stderr.isatty(),
+            progress_bar=progress,
             execution_timeout=timeout,
             **ON_TIMEOUT,
         )
@@ -245,7 +318,18 @@ def execute_notebook(
         ) from error
 
 
+def keep_failed_notebook(partial: Path, output: Path, error: ReportError) -> None:
+    """Move the notebook as far as it ran to `output`, marked failed at its top (papermill marks
+    a failing cell's; a dead or stuck kernel's it leaves with every cell marked completed)."""
+    nb = nbformat.read(partial, as_version=4)
+    if not nb.metadata.papermill.get("exception"):
+        nb.metadata.papermill.exception = True
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"**Not complete.** {error}"))
+    write_atomically(output, nbformat.writes(nb).encode())
+
+
 def timeout_message(path: Path, cell: str, timeout: int) -> str:
+    """The one line for a cell that ran past `timeout`, saying how to raise it."""
     return f"{path}: {cell} ran past the {timeout} s cell timeout; raise it with --timeout SECONDS"
 
 
@@ -270,23 +354,33 @@ def render_page(nb: nbformat.NotebookNode, entry: Entry) -> str:
     return exporter.from_notebook_node(nb, resources=resources)[0]
 
 
-def render_index(entries: Sequence[Entry], source: str) -> str:
-    """The index page: per notebook its question (linked), thumbnail and headline result."""
-    articles = "\n".join(
-        f'<article id="{e.stem}">\n'
-        f'<a href="{e.stem}.html"><img src="thumbnails/{e.stem}.png"'
-        f' alt="{html.escape(e.figure_alt)}"></a>\n'
-        f'<div><h2><a href="{e.stem}.html">{render_inline(e.question)}</a></h2>\n'
-        f'<div class="headline">{markdown2html(e.headline)}</div>{render_parameters(e)}</div>\n'
-        "</article>"
-        for e in entries
-    )
+def render_index(outcomes: Mapping[Path, Entry | ReportError], source: str) -> str:
+    """The index page: per notebook its question (linked), thumbnail and headline result, or
+    the error that stopped it."""
+    articles = "\n".join(render_article(path, outcome) for path, outcome in outcomes.items())
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>dotlab reports</title>\n<style>{INDEX_STYLE}</style>\n</head>\n<body>\n"
         f"<h1>dotlab reports</h1>\n<p>Each notebook's question, its conclusion as {source}, "
         "and its main figure. Open a notebook for the full experiment.</p>\n"
         f"{articles}\n</body>\n</html>\n"
+    )
+
+
+def render_article(path: Path, e: Entry | ReportError) -> str:
+    """One notebook on the index: linked question, thumbnail and headline; or name and error."""
+    if isinstance(e, ReportError):
+        return (
+            f'<article id="{path.stem}" class="failed">\n<div><h2>{html.escape(path.name)} '
+            f'did not build</h2>\n<p class="error">{html.escape(str(e))}</p></div>\n</article>'
+        )
+    return (
+        f'<article id="{e.stem}">\n'
+        f'<a href="{e.stem}.html"><img src="thumbnails/{e.stem}.png"'
+        f' alt="{html.escape(e.figure_alt)}"></a>\n'
+        f'<div><h2><a href="{e.stem}.html">{render_inline(e.question)}</a></h2>\n'
+        f'<div class="headline">{markdown2html(e.headline)}</div>{render_parameters(e)}</div>\n'
+        "</article>"
     )
 
 
@@ -303,9 +397,14 @@ def render_inline(markdown: str) -> str:
     return markdown2html(markdown).strip().removeprefix("<p>").removesuffix("</p>")
 
 
+def partial_path(path: Path) -> Path:
+    """The temporary name beside `path` that a file is written under until complete."""
+    return path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file, so `path` is never half-written."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial = partial_path(path)
     try:
         partial.write_bytes(data)
         os.replace(partial, path)
@@ -314,7 +413,11 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 
 def build_page(
-    path: Path, output_dir: Path, parameters: Mapping[str, object], timeout: int | None
+    path: Path,
+    output_dir: Path,
+    parameters: Mapping[str, object],
+    timeout: int | None,
+    progress: bool = False,
 ) -> Entry:
     """Write one notebook's page and thumbnail (and, executed, the notebook); return its entry.
 
@@ -323,7 +426,8 @@ def build_page(
         nb = nbformat.read(path, as_version=4)
     else:
         print(f"executing {path}", file=sys.stderr)
-        nb = execute_notebook(path, output_dir / f"{path.stem}.ipynb", parameters, timeout)
+        output = output_dir / f"{path.stem}.ipynb"
+        nb = execute_notebook(path, output, parameters, timeout, progress)
     question, headline = read_question(nb, path.name), read_headline(nb, path.name)
     main_figure = read_main_figure(label_figures(nb, question), path.name)
     alt = main_figure.metadata["alt"]
@@ -341,10 +445,38 @@ def build_site(
     execute: bool = True,
     parameters: Mapping[str, object] | None = None,
     timeout: int = CELL_TIMEOUT_S,
+    jobs: int | None = None,
 ) -> Path:
-    """Pages, thumbnails, executed notebooks and `index.html` (written last, only when every
-    notebook built). Every notebook gets the same `parameters`."""
+    """Pages, thumbnails, executed notebooks and `index.html`, `jobs` notebooks at a time (None:
+    one per CPU core), each with the same `parameters`. The index lists the pages built and marks
+    the notebooks that failed; then failures are raised as one `BuildFailed`, Ctrl-C as
+    `BuildInterrupted`."""
     notebooks, parameters = [Path(path) for path in notebooks], parameters or {}
+    check_notebooks(notebooks, parameters, execute)
+    jobs = check_jobs(os.cpu_count() or 1 if jobs is None else jobs)
+    (output_dir / "thumbnails").mkdir(parents=True, exist_ok=True)
+    run_for = timeout if execute else None
+    outcomes, stopped = build_pages(notebooks, output_dir, parameters, run_for, jobs)
+    built, index = sum(isinstance(o, Entry) for o in outcomes.values()), output_dir / "index.html"
+    if built:
+        source = "computed by executing the notebook" if execute else "saved in the notebook"
+        write_atomically(index, render_index(outcomes, source).encode())
+    if stopped:
+        names = ", ".join(path.name for path in stopped)
+        raise BuildInterrupted(f"interrupted while building {names}; {describe_kept(built, index)}")
+    errors = [outcome for outcome in outcomes.values() if isinstance(outcome, ReportError)]
+    if errors:
+        raise BuildFailed(errors) from errors[0]
+    return index
+
+
+def describe_kept(built: int, index: Path) -> str:
+    """What an interrupted build leaves, e.g. `kept 2 built pages and reports/index.html`."""
+    return f"kept {built} built page{'s' * (built != 1)} and {index}" if built else "kept no page"
+
+
+def check_notebooks(notebooks: list[Path], parameters: Mapping[str, object], execute: bool) -> None:
+    """Raise, before anything is written, for a missing notebook or a parameter it lacks."""
     if not notebooks:
         raise ReportError("No notebooks given to build the reports from.")
     if parameters and not execute:
@@ -354,13 +486,46 @@ def build_site(
             raise ReportError(f"{path}: no such notebook.")
         if parameters:
             check_parameters(path, parameters)
-    (output_dir / "thumbnails").mkdir(parents=True, exist_ok=True)
-    run_for = timeout if execute else None
-    entries = [build_page(path, output_dir, parameters, run_for) for path in notebooks]
-    source = "computed by executing the notebook" if execute else "saved in the notebook"
-    index = output_dir / "index.html"
-    write_atomically(index, render_index(entries, source).encode())
-    return index
+
+
+def check_jobs(jobs: int | str) -> int:
+    """`jobs` as a positive whole number of notebooks to build at a time, else a one-line error."""
+    if not str(jobs).isdecimal() or int(jobs) < 1:
+        raise ReportError(f"--jobs: expected a positive whole number of notebooks, got {jobs!r}.")
+    return int(jobs)
+
+
+def build_pages(
+    notebooks: list[Path],
+    output_dir: Path,
+    parameters: Mapping[str, object],
+    timeout: int | None,
+    jobs: int,
+) -> tuple[dict[Path, Entry | ReportError], list[Path]]:
+    """Each notebook's entry or error, built `jobs` at a time in threads (each kernel is a process
+    of its own), in the order given; and the notebooks Ctrl-C stopped before they finished."""
+    STOP.clear()
+    stopped: list[Path] = []
+    with ThreadPoolExecutor(jobs) as pool:
+        progress = jobs == 1 and sys.stderr.isatty()
+        job = {
+            p: pool.submit(build_page, p, output_dir, parameters, timeout, progress)
+            for p in notebooks
+        }
+        try:
+            while wait(job.values(), timeout=0.2).not_done:  # waking, for Ctrl-C to be handled
+                pass  # (the signal may reach a worker thread, which only flags it for this one)
+        except KeyboardInterrupt:
+            STOP.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            stopped = [path for path, future in job.items() if not future.done()]
+            kill_kernels()
+    outcomes = {p: f.exception() or f.result() for p, f in job.items() if not f.cancelled()}
+    stopped = [path for path in stopped if not isinstance(outcomes[path], Entry)]
+    for path, outcome in outcomes.items():
+        if path not in stopped and not isinstance(outcome, Entry | ReportError):
+            raise outcome  # not the notebook's fault: a bug, or a kernel that cannot start
+    return {p: outcome for p, outcome in outcomes.items() if p not in stopped}, stopped
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -394,6 +559,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--timeout", type=int, default=CELL_TIMEOUT_S, help="seconds a cell may run (%(default)s)"
     )
+    parser.add_argument(
+        "--jobs",
+        metavar="N",
+        help="notebooks executed side by side, each in its own kernel (default: the CPU cores, "
+        f"{os.cpu_count()})",
+    )
     parser.add_argument("--verbose", action="store_true", help="an error's full traceback")
     return parser.parse_args(argv)
 
@@ -410,12 +581,17 @@ def main(argv: Sequence[str] | None = None) -> None:
             execute=args.execute,
             parameters=parameters,
             timeout=args.timeout,
+            jobs=None if args.jobs is None else check_jobs(args.jobs),
         )
     except ReportError as error:
         if args.verbose:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        for each in error.errors if isinstance(error, BuildFailed) else [error]:
+            print(f"error: {each}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt as interrupt:  # one line saying what was kept; no traceback
+        print(str(interrupt) or "interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
     print(f"wrote {index} and {len(args.notebooks)} notebook pages")
 
 
