@@ -14,6 +14,8 @@ def pytest_configure(config: pytest.Config) -> None:
     store = config.stash[MLFLOW_STORE] = tempfile.mkdtemp(prefix="dotlab-mlflow-")
     os.environ["MLFLOW_TRACKING_URI"] = store
     os.environ["DOTLAB_QUIET"] = "1"
+    # Notebooks run side by side (pytest-xdist): spinning OpenMP threads would starve each other.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # Notebook kernels inherit this environment: a non-interactive backend would drop figures.
     os.environ.pop("MPLBACKEND", None)
 

@@ -113,7 +113,7 @@ def test_notebooks_are_listed_in_the_order_given(tmp_path):
     ("drop", "message"),
     [
         (1, "no title heading"),
-        (4, "no output starting with '\\*\\*Conclusion.\\*\\*'; was the notebook executed"),
+        (4, "no Markdown starting with '\\*\\*Conclusion.\\*\\*'; was the notebook executed"),
         (2, "no figure"),
     ],
 )
@@ -418,3 +418,15 @@ def test_ctrl_c_keeps_the_pages_built_and_says_so_in_one_line(tmp_path, jobs):
     ]
     kernel = int(pid_file.read_text())
     wait_for(lambda: not is_running(kernel), seconds=10)  # no orphan kernel
+
+
+def test_the_headline_may_come_from_a_markdown_conclusion_cell(tmp_path):
+    notebook = write_notebook(
+        tmp_path / "md.ipynb",
+        new_markdown_cell("# A question?"),
+        new_markdown_cell("**Conclusion.** Written in the notebook.\n\nDetails after."),
+        figure_cell("red"),
+    )
+    build_site([notebook], tmp_path / "site", execute=False)
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert "Written in the notebook." in index and "Details after." not in index
