@@ -3,7 +3,10 @@ and fast, records the run in MLflow and returns what happened as a `Fit`."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
+import json
 import logging
 import math
 import os
@@ -34,6 +37,8 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` 
 Batch = tuple[torch.Tensor, ...]
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = (None, "cosine", "onecycle")
+# A file named here gets one JSON line per fit and `predict`'s seconds (benchmarks/notebooks.py).
+PROFILE_VARIABLE = "DOTLAB_PROFILE"
 # Training batches handed to Lightning per step; each still gets its own optimiser step, so only
 # Lightning's fixed cost per step is shared (measured in benchmarks/train_speed.py).
 BATCHES_PER_STEP = 8
@@ -351,6 +356,7 @@ def fit(
     history (`epoch`, `train_loss`, `val_loss`) and the final metrics. `trainer_kwargs`
     (e.g. `accelerator`, `devices`, `strategy`) go to Lightning's `Trainer`.
     """
+    began = time.perf_counter()
     device, trainer_kwargs["accelerator"] = pick_device(trainer_kwargs.get("accelerator"))
     stop = StopOnDivergence(describe="")
     trainer = make_trainer(epochs, [stop, *trainer_kwargs.pop("callbacks", [])], **trainer_kwargs)
@@ -396,6 +402,8 @@ def fit(
     metrics = final_metrics(history, early_stopping is not None, seconds, model)
     if record:
         record.finish(history, metrics, model)
+    if trainer.is_global_zero:
+        profile_fit(trainee.steps_taken, seconds, time.perf_counter() - began)
     return Fit(model, history, metrics, record.run_id if record else None, record)
 
 
@@ -434,6 +442,63 @@ def final_metrics(
     return metrics | {"train_seconds": seconds, "n_params": n_params}
 
 
+@dataclass
+class EvalClock:
+    """`predict`'s seconds not yet written to the profile (kept in memory: it runs thousands
+    of times a notebook), and whether what is left is written at exit."""
+
+    seconds: float = 0.0
+    written_at_exit: bool = False
+
+
+EVAL_CLOCK = EvalClock()
+
+
+def profile_fit(steps: int, train_s: float, total_s: float) -> None:
+    """With `DOTLAB_PROFILE` naming a file, append one fit's line: its optimiser steps, seconds
+    in Lightning's `trainer.fit`, seconds outside it, `predict`'s seconds since the last line."""
+    if os.environ.get(PROFILE_VARIABLE):
+        write_profile_line({"steps": steps, "train_s": train_s, "fixed_s": total_s - train_s})
+
+
+def write_profile_line(line: dict[str, float]) -> None:
+    """Append `line` and the unwritten evaluation seconds to the `DOTLAB_PROFILE` file."""
+    line["eval_s"], EVAL_CLOCK.seconds = EVAL_CLOCK.seconds, 0.0
+    with open(os.environ[PROFILE_VARIABLE], "a") as profile:
+        profile.write(json.dumps(line) + "\n")
+
+
+def write_eval_at_exit() -> None:
+    """The evaluation seconds after the last fit, as a line of their own."""
+    if EVAL_CLOCK.seconds and os.environ.get(PROFILE_VARIABLE):
+        write_profile_line({})
+
+
+def add_eval_seconds(seconds: float) -> None:
+    """Count `seconds` of evaluation, written with the next fit's line or at exit."""
+    if not EVAL_CLOCK.written_at_exit:
+        atexit.register(write_eval_at_exit)
+        EVAL_CLOCK.written_at_exit = True
+    EVAL_CLOCK.seconds += seconds
+
+
+def timed_as_evaluation(function: Callable) -> Callable:
+    """`function`, its seconds counted as evaluation while `DOTLAB_PROFILE` is set."""
+
+    @functools.wraps(function)
+    def timed(*args, **kwargs):
+        if not os.environ.get(PROFILE_VARIABLE):
+            return function(*args, **kwargs)
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            add_eval_seconds(time.perf_counter() - start)
+
+    return timed
+
+
+@timed_as_evaluation
 @torch.no_grad()
 def predict(model: nn.Module, *inputs: torch.Tensor, batch_size: int = 65_536) -> torch.Tensor:
     """The model's predictions for the rows of `inputs`, in order, without gradients."""
