@@ -428,7 +428,7 @@ def build_page(
     if timeout is None:
         nb = nbformat.read(path, as_version=4)
     else:
-        print(f"executing {path}", file=sys.stderr)
+        sys.stderr.write(f"executing {path}\n")  # one write: jobs side by side do not interleave
         output = output_dir / f"{path.stem}.ipynb"
         nb = execute_notebook(path, output, parameters, timeout, progress)
     question, headline = read_question(nb, path.name), read_headline(nb, path.name)
