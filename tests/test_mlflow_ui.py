@@ -30,8 +30,17 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def logged_runs() -> dict[str, Fit]:
-    """One real training run per experiment in the session's store: experiment name -> fit."""
+def module_store(tmp_path_factory):
+    """A store of this module's own: notebooks run beside these tests (pytest-xdist) log
+    hundreds of runs into the session's store, under the same experiment names."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", str(tmp_path_factory.mktemp("ui-store")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def logged_runs(module_store) -> dict[str, Fit]:
+    """One real training run per experiment in the module's store: experiment name -> fit."""
     runs = {}
     for seed, experiment in enumerate(EXPERIMENTS):
         pairs = make_vector_pairs(128, 2, generator=torch.Generator().manual_seed(seed))
