@@ -17,6 +17,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from PIL import Image
+from processes import is_running, wait_for
 
 from utilities.reports import (
     ReportError,
@@ -355,23 +356,6 @@ def test_jobs_build_the_same_pages_as_one_at_a_time(tmp_path):
     assert index.index('id="b"') < index.index('id="a"')
 
 
-def is_running(pid: int) -> bool:
-    """Whether process `pid` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z")
-
-
-def wait_for(condition, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
-
-
 @pytest.mark.skipif(os.name != "posix", reason="sends SIGINT, as Ctrl-C does in a terminal")
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_ctrl_c_keeps_the_pages_built_and_says_so_in_one_line(tmp_path, jobs):
@@ -396,7 +380,7 @@ def test_ctrl_c_keeps_the_pages_built_and_says_so_in_one_line(tmp_path, jobs):
         text=True,
     )
     try:
-        wait_for(lambda: (out / "good.html").exists() and pid_file.exists())
+        wait_for(lambda: (out / "good.html").exists() and pid_file.exists(), seconds=120)
         time.sleep(0.5)  # the kernel is in time.sleep
         build.send_signal(signal.SIGINT)
         stdout, stderr = build.communicate(timeout=60)
