@@ -223,7 +223,7 @@ def print_report(frame: pl.DataFrame, wall: float, cores: int) -> None:
     per_fit = total["fixed_ms_per_fit"]
     per_fit_text = "n/a" if per_fit is None else f"{per_fit:.1f}"
     print(
-        f"collection: {wall:.1f} s wall on {cores} cores; {total['fits']} fits; "
+        f"collection: {wall:.2f} s wall on {cores} cores; {total['fits']} fits; "
         f"fixed cost per fit {per_fit_text} ms"
     )
 
