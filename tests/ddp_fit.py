@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from utilities import fit, load_torch_data, seed_everything
-from utilities.collab import DotProductBias
+from utilities.models import DotProductBias
 from utilities.splits import get_rating_splits
 from utilities.training import evaluate
 

@@ -22,7 +22,8 @@ CELLS = [
 import polars as pl
 from IPython.display import Markdown, display
 
-from utilities import DotProductMLP, fit, get_vector_pair_loaders, seed_everything
+from utilities import DotProductMLP, fit, seed_everything
+from utilities.synthetic import get_vector_pair_loaders
 
 seed_everything(0)
 train, val = get_vector_pair_loaders(4, n_train=2048, n_val=512, batch_size=128)""",

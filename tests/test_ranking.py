@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch import nn
 
-from utilities.collab import tune_then_repeat
 from utilities.ranking import (
     NegativeSampler,
     full_ranks,
@@ -170,15 +169,3 @@ class Outer(nn.Module):
 def test_score_all_covers_every_pair_in_order():
     scores = score_all(Outer(), 5, 7, users_per_chunk=2)
     assert torch.equal(scores, torch.outer(torch.arange(5), torch.arange(7)).float())
-
-
-def test_tune_then_repeat_can_maximise():
-    def train_one(lr: float, seed: int):
-        return {"lr": lr, "seed": seed, "val_hr": -((lr - 2) ** 2)}, None
-
-    rows = tune_then_repeat(train_one, {"lr": [1, 2, 3]}, [0, 1], lambda _: {}, select="val_hr")
-    assert rows["lr"].to_list() == [1, 1]
-    rows = tune_then_repeat(
-        train_one, {"lr": [1, 2, 3]}, [0, 1], lambda _: {}, select="val_hr", maximise=True
-    )
-    assert rows["lr"].to_list() == [2, 2] and rows["seed"].to_list() == [0, 1]

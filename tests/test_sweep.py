@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from utilities.sweep import expand_grid, run_sweep
+from utilities.experiments import expand_grid, run_sweep
 
 
 def test_expand_grid_is_the_cartesian_product_last_key_fastest():

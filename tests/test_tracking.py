@@ -15,6 +15,7 @@ from scale_case import Scale, fit_scale
 import utilities
 import utilities.tracking as tracking
 from utilities.models import DotProductMLP
+from utilities.splits import TensorBatchLoader
 from utilities.synthetic import make_vector_pairs
 from utilities.tracking import get_tracking_uri, load_experiment_runs, training_logs_to_df
 from utilities.training import (
@@ -106,7 +107,7 @@ def recorded() -> tuple[Fit, tuple[torch.Tensor, ...]]:
     result = fit(
         DotProductMLP(3, [8]), train, val,
         epochs=3, lr=0.01, batch_size=64, seed=3, early_stopping=EarlyStopping(patience=2),
-        experiment="recorded", params={"data": "pairs"}, accelerator="cpu",
+        experiment="recorded", params={"data": "pairs"}, accelerator="cpu", save_weights=True,
     )  # fmt: skip
     return result, val
 
@@ -151,6 +152,12 @@ def test_training_logs_to_df_reads_back_the_history(recorded):
         index="epoch", on=["train_loss", "val_loss"], variable_name="dataset", value_name="loss"
     ).with_columns(pl.col("dataset").str.strip_suffix("_loss"))
     assert logs.equals(long.select(logs.columns).sort("dataset", "epoch"))
+
+
+def test_a_fit_saves_no_weights_unless_asked():
+    pairs = make_vector_pairs(64, 3, generator=torch.Generator().manual_seed(0))
+    result = fit(DotProductMLP(3, [4]), pairs, epochs=1, lr=0.01, experiment="no weights")
+    assert MlflowClient(get_tracking_uri()).list_artifacts(result.run_id) == []
 
 
 def test_the_weights_load_back_into_an_identical_model(recorded, tmp_path):
@@ -248,7 +255,7 @@ def test_store_of_an_installed_copy_is_found_from_the_working_directory(tmp_path
 
 def test_a_loader_that_batches_256_is_recorded_with_batch_size_256(store):
     pairs = make_vector_pairs(1024, 4, generator=torch.Generator().manual_seed(0))
-    loader = utilities.TensorBatchLoader(*pairs, batch_size=256, shuffle=True)
+    loader = TensorBatchLoader(*pairs, batch_size=256, shuffle=True)
     result = fit(DotProductMLP(4, [8]), loader, epochs=1, lr=0.01, experiment="batching")
     params = MlflowClient(get_tracking_uri()).get_run(result.run_id).data.params
     assert (params["batch_size"], params["shuffle"]) == ("256", "True")

@@ -1,95 +1,113 @@
-"""Shared code of the dotlab notebooks: MovieLens data, splits and loaders, vector pairs and
-Rendle et al.'s synthetic protocol, the dot-product MLP, one training function (`fit`), device
-selection, the MLflow record and plots."""
+"""Shared code of the dotlab notebooks, one name for each thing a notebook reaches for: MovieLens
+data and splits, vector pairs and Rendle et al.'s protocol, the shared models, one training
+function (`fit`), tuning over seeds, paired differences, ranking metrics, spread figures and the
+MLflow record. Everything else lives in its module (`utilities.data`, `utilities.tracking`, ...)."""
 
-from utilities.data import (
-    DatasetError,
-    DownloadError,
-    get_dataset_dir,
-    load_movies,
-    load_ratings,
-    load_torch_data,
-)
+from utilities.collab import fit_surprise, mean_baseline_mse, predict_surprise, unseen_in_training
+from utilities.data import load_torch_data
 from utilities.device import select_device, use_device
+from utilities.experiments import run_sweep, summarise_settings, tune_over_seeds
 from utilities.models import (
+    CollabNN,
+    DotProductBias,
     DotProductMLP,
     count_parameters,
     dead_unit_fractions,
     linear_gradient_norms,
+    sigmoid_range,
 )
-from utilities.plotting import plot_training_curves
-from utilities.reference import (
-    NOISE_SD,
-    TOTAL_SD,
-    ReferenceData,
-    dot_product_rmse,
-    make_reference_data,
-    model_rmse,
-    train_reference_mlp,
+from utilities.plotting import bars_with_seeds, legend_outside, lines_with_seeds, seeds_with_mean
+from utilities.ranking import (
+    NegativeSampler,
+    full_ranks,
+    hit_rate,
+    interaction_matrix,
+    leave_one_out,
+    ndcg,
+    ranking_metrics,
+    ranks_among,
+    sample_unseen,
+    sampled_ranks,
+    score_all,
+    to_pairs,
 )
-from utilities.splits import (
-    TensorBatchLoader,
-    get_data_loaders,
-    get_rating_splits,
-    split_train_test,
+from utilities.reference import NOISE_SD, TOTAL_SD, make_reference_data, train_reference_mlp
+from utilities.splits import get_data_loaders, get_rating_splits, split_train_test
+from utilities.stats import (
+    Difference,
+    compare_paired,
+    difference_of,
+    paired_difference,
+    summarise_seeds,
 )
-from utilities.sweep import expand_grid, run_sweep
-from utilities.synthetic import (
-    FreshPairLoader,
-    fixed_pair_loader,
-    get_vector_pair_loaders,
-    make_vector_pairs,
-)
-from utilities.tracking import get_tracking_uri, load_experiment_runs, training_logs_to_df
+from utilities.synthetic import FreshPairLoader, make_vector_pairs
+from utilities.tracking import training_logs_to_df
 from utilities.training import (
-    DivergenceError,
     EarlyStopping,
     Fit,
     evaluate,
     fit,
+    get_thread_count,
     predict,
     seed_everything,
+    torch_threads,
 )
 
 __all__ = [
     "NOISE_SD",
     "TOTAL_SD",
-    "DatasetError",
-    "DivergenceError",
+    "CollabNN",
+    "Difference",
+    "DotProductBias",
     "DotProductMLP",
-    "DownloadError",
     "EarlyStopping",
     "Fit",
     "FreshPairLoader",
-    "ReferenceData",
-    "TensorBatchLoader",
+    "NegativeSampler",
+    "bars_with_seeds",
+    "compare_paired",
     "count_parameters",
     "dead_unit_fractions",
-    "dot_product_rmse",
+    "difference_of",
     "evaluate",
-    "expand_grid",
     "fit",
-    "fixed_pair_loader",
+    "fit_surprise",
+    "full_ranks",
     "get_data_loaders",
-    "get_dataset_dir",
     "get_rating_splits",
-    "get_tracking_uri",
-    "get_vector_pair_loaders",
+    "get_thread_count",
+    "hit_rate",
+    "interaction_matrix",
+    "leave_one_out",
+    "legend_outside",
     "linear_gradient_norms",
-    "load_experiment_runs",
-    "load_movies",
-    "load_ratings",
+    "lines_with_seeds",
     "load_torch_data",
     "make_reference_data",
     "make_vector_pairs",
-    "model_rmse",
-    "plot_training_curves",
+    "mean_baseline_mse",
+    "ndcg",
+    "paired_difference",
     "predict",
+    "predict_surprise",
+    "ranking_metrics",
+    "ranks_among",
     "run_sweep",
+    "sample_unseen",
+    "sampled_ranks",
+    "score_all",
     "seed_everything",
+    "seeds_with_mean",
     "select_device",
+    "sigmoid_range",
     "split_train_test",
+    "summarise_seeds",
+    "summarise_settings",
+    "to_pairs",
+    "torch_threads",
     "train_reference_mlp",
     "training_logs_to_df",
+    "tune_over_seeds",
+    "unseen_in_training",
     "use_device",
 ]

@@ -191,6 +191,7 @@ def get_published_md5(url: str, saved: Path) -> str:
 
 
 def parse_md5(text: str, source: str) -> str:
+    """The first 32-hex-digit checksum in `text`, lower-cased; `source` names it in errors."""
     match = re.search(r"\b[0-9a-fA-F]{32}\b", text)
     if match is None:
         raise ValueError(f"{source} holds no MD5 checksum: {text[:80]!r}")
@@ -251,6 +252,7 @@ FORMAT_DESCRIPTIONS = {
 
 
 def read_csv_ratings(path: Path) -> pl.DataFrame:
+    """A `ratings.csv` (with a header), as `read_ratings_file` returns it."""
     ratings = pl.read_csv(path, schema_overrides=RATINGS_SCHEMA)
     if ratings.columns != list(RATINGS_SCHEMA):
         raise ValueError(f"columns are {ratings.columns}")
@@ -258,12 +260,14 @@ def read_csv_ratings(path: Path) -> pl.DataFrame:
 
 
 def read_tab_ratings(path: Path) -> pl.DataFrame:
+    """ml-100k's tab-separated `u.data` (no header)."""
     return pl.read_csv(
         path, separator="\t", has_header=False, schema=RATINGS_SCHEMA, truncate_ragged_lines=False
     )
 
 
 def read_dat_ratings(path: Path) -> pl.DataFrame:
+    """ml-1m's `ratings.dat`, fields separated by `::`."""
     # "::" is two one-character separators with an empty field between them.
     raw = pl.read_csv(path, separator=":", has_header=False, infer_schema=False)
     if raw.width != 7:

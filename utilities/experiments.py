@@ -1,17 +1,51 @@
-"""Tuning on validation over seeds: every setting of a grid trained at every seed, and one
-choice that float noise cannot flip (ties within two standard errors go to the grid's order)."""
+"""Sweeps over a grid of settings, and tuning on validation over seeds: every setting trained
+at every seed, and one choice that float noise cannot flip (ties go to the grid's order)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 from tqdm.auto import tqdm
 
-from utilities.sweep import expand_grid
 from utilities.training import is_interactive
+
+T = TypeVar("T")
+
+
+def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, the last key varying fastest."""
+    for key, values in grid.items():
+        if isinstance(values, str) or not isinstance(values, Sequence) or len(values) == 0:
+            raise ValueError(f"grid[{key!r}] must be a non-empty list of values, got {values!r}.")
+    return [dict(zip(grid, combo, strict=True)) for combo in itertools.product(*grid.values())]
+
+
+def run_sweep(
+    train: Callable[..., T],
+    grid: Mapping[str, Sequence[Any]],
+    *,
+    description: str = "sweep",
+    progress_bar: bool | None = None,
+    **fixed: Any,
+) -> list[T]:
+    """Call `train(**combination, **fixed)` for each combination of `grid`, in order.
+
+    Returns the results in the same order. A progress bar shows when interactive.
+    """
+    overlap = set(grid) & set(fixed)
+    if overlap:
+        raise ValueError(f"parameters both swept and fixed: {sorted(overlap)}.")
+    combinations = expand_grid(grid)
+    show = is_interactive() if progress_bar is None else progress_bar
+    return [
+        train(**combination, **fixed)
+        for combination in tqdm(combinations, desc=description, disable=not show)
+    ]
+
 
 # Settings whose mean is within this many standard errors (of the best's mean) of the best are
 # tied: about what validation over these seeds cannot tell apart at 95%.
@@ -20,13 +54,20 @@ TIE_SES = 2.0
 
 @dataclass(frozen=True)
 class Tuned:
-    """What `tune_over_seeds` returns: every trial's row, the setting chosen and, per seed, the
-    rows and whatever `train_one` returned with them (e.g. the `Fit`) for that setting."""
+    """What `tune_over_seeds` returns: every trial's row, the setting chosen, the settings whose
+    chosen value is on the edge of the grid, and what `train_one` returned beside each row (e.g.
+    the `Fit`), keyed by `(setting values, seed)`."""
 
     trials: pl.DataFrame
     chosen: dict[str, Any]
-    fits: dict[int, Any]
     edges: list[str]
+    every_fit: dict[tuple[tuple, int], Any]
+
+    @property
+    def fits(self) -> dict[int, Any]:
+        """The chosen setting's fits, by seed."""
+        chosen = tuple(self.chosen.values())
+        return {seed: fit for (setting, seed), fit in self.every_fit.items() if setting == chosen}
 
     @property
     def results(self) -> pl.DataFrame:
@@ -79,7 +120,7 @@ def tune_over_seeds(
     returns a row (with `select`, validation only) and its fit; choose with `choose_setting`.
 
     The grid is listed in order of preference: among tied settings, the first one wins (list
-    the simpler or more regularised values first). The chosen setting's fits are kept.
+    the simpler or more regularised values first). Every fit is kept beside its row.
     """
     settings = expand_grid(grid)
     jobs = [(setting, seed) for setting in settings for seed in seeds]
@@ -90,5 +131,4 @@ def tune_over_seeds(
         fits[tuple(setting.values()), seed] = fitted
     trials = pl.DataFrame(rows)
     chosen = choose_setting(trials, list(grid), select, maximise=maximise)
-    kept = {seed: fits[tuple(chosen.values()), seed] for seed in seeds}
-    return Tuned(trials, chosen, kept, grid_edges(chosen, grid))
+    return Tuned(trials, chosen, grid_edges(chosen, grid), fits)

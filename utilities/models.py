@@ -1,4 +1,5 @@
-"""The MLP of the dot-product notebooks, and probes of what its ReLU layers are doing."""
+"""The shared models: the dot-product MLP (01–03) with probes of its ReLU layers, and the rating
+models 04 and 05 teach, which a later notebook trains again."""
 
 from __future__ import annotations
 
@@ -58,3 +59,53 @@ def linear_gradient_norms(
     norms = [layer.weight.grad.norm().item() for layer in net if isinstance(layer, nn.Linear)]
     net.zero_grad()
     return norms
+
+
+def sigmoid_range(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """A sigmoid stretched from (0, 1) to (low, high)."""
+    return torch.sigmoid(x) * (high - low) + low
+
+
+class DotProductBias(nn.Module):
+    """Notebook 04's final model: user·movie dot product → Linear(1, 1), plus a bias per user
+    and per movie, through a sigmoid stretched to `y_range` (notebook 04 builds it up)."""
+
+    def __init__(self, n_users, n_movies, n_factors, y_range=(0.0, 5.5), init_std=0.01):
+        super().__init__()
+        self.user_factors = nn.Embedding(n_users, n_factors)
+        self.movie_factors = nn.Embedding(n_movies, n_factors)
+        nn.init.normal_(self.user_factors.weight, std=init_std)
+        nn.init.normal_(self.movie_factors.weight, std=init_std)
+        self.linear = nn.Linear(1, 1)
+        self.y_range = y_range
+        self.user_bias = nn.Embedding(n_users, 1)
+        self.movie_bias = nn.Embedding(n_movies, 1)
+        nn.init.normal_(self.user_bias.weight, std=init_std)
+        nn.init.normal_(self.movie_bias.weight, std=init_std)
+
+    def forward(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
+        dot = (self.user_factors(users) * self.movie_factors(movies)).sum(1, keepdim=True)
+        biases = self.user_bias(users) + self.movie_bias(movies)
+        return sigmoid_range((self.linear(dot) + biases).squeeze(1), *self.y_range)
+
+
+class CollabNN(nn.Module):
+    """Notebook 05's model: user and movie embeddings concatenated, then Linear → ReLU →
+    Linear and the same stretched sigmoid."""
+
+    def __init__(
+        self, n_users: int, n_movies: int, n_factors: int, n_hidden: int, y_range=(0.0, 5.5)
+    ):
+        super().__init__()
+        self.user_factors = nn.Embedding(n_users, n_factors)
+        self.movie_factors = nn.Embedding(n_movies, n_factors)
+        for table in (self.user_factors, self.movie_factors):
+            nn.init.normal_(table.weight, std=0.01)
+        self.layers = nn.Sequential(
+            nn.Linear(2 * n_factors, n_hidden), nn.ReLU(), nn.Linear(n_hidden, 1)
+        )
+        self.y_range = y_range
+
+    def forward(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
+        pairs = torch.cat([self.user_factors(users), self.movie_factors(movies)], dim=1)
+        return sigmoid_range(self.layers(pairs).squeeze(1), *self.y_range)

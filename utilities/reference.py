@@ -73,22 +73,14 @@ def make_reference_data(
     """Rendle et al.'s synthetic data: `num_users` users and as many items, about
     `pairs_per_user` observed items per user (drawn with replacement, duplicates dropped),
     labels `<p, q> + N(0, noise_sd²)`; a seeded 90/10 split of the distinct pairs."""
-    if num_users < 1 or dim < 1 or pairs_per_user < 1 or n_fresh < 1:
-        raise ValueError(
-            "num_users, dim, pairs_per_user and n_fresh must be positive, got "
-            f"{num_users}, {dim}, {pairs_per_user}, {n_fresh}."
-        )
-    if not 0 < test_frac < 1:
-        raise ValueError(f"test_frac must be in (0, 1), got {test_frac}.")
+    check_reference_sizes(num_users, dim, pairs_per_user, n_fresh, test_frac)
     generator = torch.Generator().manual_seed(seed)
     sd = reference_embedding_sd(dim, noise_sd, total_sd)
     users_emb = torch.randn(num_users, dim, generator=generator) * sd
     items_emb = torch.randn(num_users, dim, generator=generator) * sd
     users, items = sample_observed_pairs(num_users, pairs_per_user, generator)
     labels = noisy_dot(users_emb[users], items_emb[items], noise_sd, generator)
-    order = torch.randperm(len(users), generator=generator)
-    n_test = max(1, round(len(users) * test_frac))
-    test_rows, train_rows = order[:n_test].sort().values, order[n_test:].sort().values
+    train_rows, test_rows = split_rows(len(users), test_frac, generator)
     fresh_p = torch.randn(n_fresh, dim, generator=generator) * sd
     fresh_q = torch.randn(n_fresh, dim, generator=generator) * sd
     return ReferenceData(
@@ -98,6 +90,28 @@ def make_reference_data(
         test=(users[test_rows], items[test_rows], labels[test_rows]),
         fresh=(fresh_p, fresh_q, noisy_dot(fresh_p, fresh_q, noise_sd, generator)),
     )
+
+
+def check_reference_sizes(
+    num_users: int, dim: int, pairs_per_user: int, n_fresh: int, test_frac: float
+) -> None:
+    """Raise, naming the values, where a size is not positive or `test_frac` not in (0, 1)."""
+    if num_users < 1 or dim < 1 or pairs_per_user < 1 or n_fresh < 1:
+        raise ValueError(
+            "num_users, dim, pairs_per_user and n_fresh must be positive, got "
+            f"{num_users}, {dim}, {pairs_per_user}, {n_fresh}."
+        )
+    if not 0 < test_frac < 1:
+        raise ValueError(f"test_frac must be in (0, 1), got {test_frac}.")
+
+
+def split_rows(
+    n_rows: int, test_frac: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded split of `range(n_rows)` into sorted training and test rows (at least one)."""
+    order = torch.randperm(n_rows, generator=generator)
+    n_test = max(1, round(n_rows * test_frac))
+    return order[n_test:].sort().values, order[:n_test].sort().values
 
 
 def sample_observed_pairs(
@@ -113,6 +127,7 @@ def sample_observed_pairs(
 def noisy_dot(
     p: torch.Tensor, q: torch.Tensor, noise_sd: float, generator: torch.Generator
 ) -> torch.Tensor:
+    """`<p, q>` per row plus Gaussian noise of sd `noise_sd` drawn from `generator`."""
     return (p * q).sum(dim=1) + noise_sd * torch.randn(len(p), generator=generator)
 
 
@@ -139,6 +154,16 @@ class EmbeddingPairLoader:
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    @property
+    def batch_size(self) -> int:
+        """Pairs per batch, as `fit` records it."""
+        return self.indices.batch_size
+
+    @property
+    def shuffle(self) -> bool:
+        """Whether each pass reshuffles the pairs, as `fit` records it."""
+        return self.indices.shuffle
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         for users, items, labels in self.indices:
@@ -179,16 +204,14 @@ def train_reference_mlp(
     seed_everything(seed)
     data_seed = seed if data_seed is None else data_seed
     data = make_reference_data(num_users, dim, pairs_per_user=pairs_per_user, seed=data_seed)
-    inputs = "[p, q, p*q]" if feature else "[p, q]"
-    setting = {"dim": dim, "num_users": num_users, "width": width, "inputs": inputs}
-    hidden = [2 * width * dim, width * dim, max(1, width * dim // 2)]
+    setting = {"dim": dim, "num_users": num_users, "width": width}
+    setting |= {"inputs": "[p, q, p*q]" if feature else "[p, q]"}
     result = fit(
-        DotProductMLP(dim, hidden, incl_multiplication=feature),
+        reference_mlp(dim, width, feature),
         data.loader("train", batch_size=batch_size, shuffle=True, seed=seed),
         data.loader("test", batch_size=8192),
         epochs=epochs,
         lr=lr,
-        batch_size=batch_size,
         seed=seed,
         experiment=experiment,
         run_name=run_name or describe_reference_run(setting, seed),
@@ -197,6 +220,12 @@ def train_reference_mlp(
     metrics = reference_rmses(result.model, data)
     result.log(**metrics)
     return setting | {"seed": seed, "train_pairs": len(data.train[0])} | metrics
+
+
+def reference_mlp(dim: int, width: int, feature: bool) -> DotProductMLP:
+    """The paper's MLP for embeddings of size `dim` and width multiplier `width`."""
+    hidden = [2 * width * dim, width * dim, max(1, width * dim // 2)]
+    return DotProductMLP(dim, hidden, incl_multiplication=feature)
 
 
 def describe_reference_run(setting: dict, seed: int) -> str:

@@ -58,6 +58,7 @@ def get_tracking_uri() -> str:
 
 
 def sqlite_uri(folder: Path) -> str:
+    """The SQLite tracking URI of the store in `folder` (created if missing)."""
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(folder / 'mlflow.db').resolve()}"
 
@@ -149,14 +150,16 @@ class RunRecord:
         ]
         self.client.log_batch(self.run_id, metrics=logged)
 
-    def finish(self, history: pl.DataFrame, metrics: dict[str, float], model) -> None:
-        """Log the history, the final metrics and the weights; mark the run FINISHED."""
+    def finish(self, history: pl.DataFrame, metrics: dict[str, float], model=None) -> None:
+        """Log the history, the final metrics and (given a `model`) its weights as the artifact
+        `model/state_dict.pt`; mark the run FINISHED."""
         self.log_history(history.to_dicts())
         self.log_final(metrics)
-        with tempfile.TemporaryDirectory(prefix="dotlab-model-") as folder:
-            path = Path(folder) / "state_dict.pt"
-            torch.save(model.state_dict(), path)
-            self.client.log_artifact(self.run_id, str(path), "model")
+        if model is not None:
+            with tempfile.TemporaryDirectory(prefix="dotlab-model-") as folder:
+                path = Path(folder) / "state_dict.pt"
+                torch.save(model.state_dict(), path)
+                self.client.log_artifact(self.run_id, str(path), "model")
         self.client.set_terminated(self.run_id, "FINISHED")
 
     def fail(self, rows: list[dict[str, float]]) -> None:

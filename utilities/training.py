@@ -347,10 +347,12 @@ def fit(
     experiment: str | None = None,
     run_name: str | None = None,
     params: dict[str, object] | None = None,
+    save_weights: bool = False,
     **trainer_kwargs,
 ) -> Fit:
     """Train `model` on `train` (tensors `(*inputs, target)` or an iterable of such batches),
-    validating on `val` after every epoch; with an `experiment`, record it as one MLflow run.
+    validating on `val` after every epoch; with an `experiment`, record it as one MLflow run
+    (with `save_weights`, the trained weights too, as the artifact `model/state_dict.pt`).
 
     Returns the model (with its best epoch's weights under `early_stopping`), the per-epoch
     history (`epoch`, `train_loss`, `val_loss`) and the final metrics. `trainer_kwargs`
@@ -363,27 +365,53 @@ def fit(
     shard = (trainer.global_rank, trainer.world_size)  # (0, 1) but under `strategy="ddp"`
     train_batches = as_batches(train, batch_size, device, shuffle=True, seed=seed, shard=shard)
     val_batches = None if val is None else as_batches(val, 8192, device, shuffle=False, shard=shard)
-    steps = epochs * len(train_batches)
     trainee = Trainee(
         model,
         loss,
         make_optimizer(optimizer, lr, weight_decay, device),
-        make_scheduler(schedule, lr, steps),
+        make_scheduler(schedule, lr, epochs * len(train_batches)),
         early_stopping,
     )
     name = run_name or describe_model(model, lr, weight_decay, seed)
     settings = {"lr": lr, "weight_decay": weight_decay, "optimizer": optimizer, "seed": seed}
     settings |= describe_batching(train_batches) | {"epochs": epochs, "schedule": schedule}
     settings |= {"early_stopping": early_stopping, "model": type(model).__name__}
-    settings |= {"processes": trainer.world_size} if trainer.world_size > 1 else {}
-    record = None
-    if trainer.is_global_zero:  # one record per fit, however many processes train it
-        record = RunRecord.start(experiment, name, {**settings, **(params or {})})
+    record = start_record(trainer, experiment, name, settings | (params or {}))
     stop.describe = describe_fit(record, name, trainer.global_rank)
+    seconds = run_trainer(trainer, trainee, (train_batches, val_batches), seed, record)
+    history = pl.DataFrame(trainee.epochs, schema=history_schema(val is not None))
+    metrics = final_metrics(history, early_stopping is not None, seconds, model)
+    if record:
+        record.finish(history, metrics, model if save_weights else None)
+    if trainer.is_global_zero:
+        profile_fit(trainee.steps_taken, seconds, time.perf_counter() - began)
+    return Fit(model, history, metrics, record.run_id if record else None, record)
+
+
+def start_record(
+    trainer: L.Trainer, experiment: str | None, name: str, settings: dict[str, object]
+) -> RunRecord | None:
+    """One MLflow run per fit, however many processes train it (None off the first process)."""
+    if not trainer.is_global_zero:
+        return None
+    processes = {"processes": trainer.world_size} if trainer.world_size > 1 else {}
+    return RunRecord.start(experiment, name, settings | processes)
+
+
+def run_trainer(
+    trainer: L.Trainer,
+    trainee: Trainee,
+    batches: tuple[Iterable[Batch], Iterable[Batch] | None],
+    seed: int,
+    record: RunRecord | None,
+) -> float:
+    """Train on one seeded, restored generator and `get_thread_count()` threads; the seconds
+    it took. A failure marks the run failed, with the epochs it completed."""
+    train_batches, val_batches = batches
     # Under DDP a step must be one forward and one backward, which average the gradients.
     group_size = BATCHES_PER_STEP if trainer.world_size == 1 else 1
     start = time.perf_counter()
-    try:  # seeded inside, the caller's global generator restored after
+    try:
         with (
             torch.random.fork_rng(devices=[]),
             torch_threads(get_thread_count()),
@@ -397,14 +425,7 @@ def fit(
         if record:
             record.fail(trainee.epochs)
         raise
-    seconds = time.perf_counter() - start
-    history = pl.DataFrame(trainee.epochs, schema=history_schema(val is not None))
-    metrics = final_metrics(history, early_stopping is not None, seconds, model)
-    if record:
-        record.finish(history, metrics, model)
-    if trainer.is_global_zero:
-        profile_fit(trainee.steps_taken, seconds, time.perf_counter() - began)
-    return Fit(model, history, metrics, record.run_id if record else None, record)
+    return time.perf_counter() - start
 
 
 def describe_batching(batches: Iterable) -> dict[str, object]:
