@@ -32,6 +32,7 @@ import polars as pl
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from utilities.reports import saved_seconds  # noqa: E402
 from utilities.tracking import create_store_once, sqlite_uri  # noqa: E402
 
 STOP = threading.Event()  # set on Ctrl-C: no new notebook starts
@@ -156,7 +157,12 @@ def run_in(folder: Path, notebooks: list[Path], jobs: int, parameters):
     STOP.clear()
     start = time.perf_counter()
     with ThreadPoolExecutor(jobs) as pool:
-        done = [pool.submit(run_notebook, p, works[p], store, parameters) for p in notebooks]
+        # As the reports command does: the longest (by its saved run) first, not last.
+        longest_first = sorted(notebooks, key=saved_seconds, reverse=True)
+        jobs_by = {
+            p: pool.submit(run_notebook, p, works[p], store, parameters) for p in longest_first
+        }
+        done = [jobs_by[p] for p in notebooks]
         wait_interruptibly(notebooks, done, pool)
     return done, time.perf_counter() - start
 

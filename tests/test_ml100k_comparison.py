@@ -1,6 +1,8 @@
-"""Notebook 06 on ml-100k through the reports CLI: the project's best model against the published
-anchors (fastbook's 0.905 test RMSE) and Surprise's SVD measured in the same run. The notebook
-asserts both; this test runs it where a copy of GroupLens' ml-100k is available (CI has one)."""
+"""Notebook 06 on ml-100k through the reports CLI: every claim the notebook asserts (the project's
+best model against Surprise's SVD measured in the same run, weight decay's effect, cold start)
+holds there too. Published numbers from other protocols are printed, not asserted: fastbook's
+0.905 comes from an 80/20 split, where fastai itself reaches 0.928 today
+(benchmarks/fastbook_anchor.py). Runs where a copy of GroupLens' ml-100k is at hand (CI has one)."""
 
 from __future__ import annotations
 
@@ -25,19 +27,12 @@ def printed_lines(executed: Path) -> list[str]:
     return "".join("".join(o.get("text", "")) for o in streams).splitlines()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured 2026-11-25: the best project model reaches 0.930 test RMSE on ml-100k "
-    "(70/20/10 "
-    "split, 5 seeds), below Surprise SVD's 0.942 in the same run but above fastbook's published "
-    "0.905 (80/20 split); the notebook asserts both, so it stops at the fastbook anchor",
-)
 @pytest.mark.skipif(
     not ML100K_COPY,
     reason="ml-100k is not bundled (its licence forbids redistribution); set DOTLAB_ML100K_COPY "
     "to a folder with GroupLens' ml-100k files",
 )
-def test_notebook_06_on_ml100k_beats_fastbook_and_svd(tmp_path):
+def test_notebook_06_on_ml100k_holds_its_claims_and_prints_the_anchors(tmp_path):
     cache = tmp_path / "cache"
     shutil.copytree(ML100K_COPY, cache / "ml-100k")
     env = os.environ | {
@@ -49,5 +44,6 @@ def test_notebook_06_on_ml100k_beats_fastbook_and_svd(tmp_path):
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr  # the notebook's asserts held
     lines = printed_lines(tmp_path / "site" / NOTEBOOK.name)
-    assert any("published on ml-100k: fastbook test RMSE 0.905" in line for line in lines)
+    assert "published on ml-100k: fastbook test RMSE 0.905 (its own protocol)" in lines
     assert any(line.startswith("best project model on validation:") for line in lines)
+    assert any(line.startswith("MF from scratch minus DotProductBias (04)") for line in lines)

@@ -1,6 +1,8 @@
-"""The report site in a real browser: headless Chromium opens `index.html` from disk, follows
-every link, and every page loads with all its figures. The site is built here from the saved
-notebooks (`--no-execute`), so the test does not depend on `reports/` having been built."""
+"""The report site in a real browser, offline: headless Chromium opens `index.html` from disk,
+walks the book by its "next" links, and checks every page's figures, the contents sidebar, the
+maths MathJax typeset from the site's own copy, and the search. The site is built here from the
+saved notebooks plus a tiny one with equations (`--no-execute`), so the test does not depend on
+`reports/` having been built."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from nbformat.v4 import new_markdown_cell, new_notebook
 
 from utilities.reports import build_site
 
@@ -17,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 TIMEOUT_MS = 30_000
-NBCONVERT_PLACEHOLDER = "No description has been provided for this image"
+MATHS = r"Inline $a \cdot b = \sum_i a_i b_i$, and displayed:" + "\n\n$$\\|a\\|^2 = a \\cdot a$$"
 
 
 def find_chromium() -> str | None:
@@ -45,8 +48,17 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    return build_site(NOTEBOOKS, tmp_path_factory.mktemp("reports"), execute=False)
+def chapters(tmp_path_factory) -> list[Path]:
+    """The saved notebooks, then a tiny one with equations in Markdown."""
+    maths = tmp_path_factory.mktemp("notebooks") / "zz_maths.ipynb"
+    cells = [new_markdown_cell(f"# Some maths\n\n{MATHS}")]
+    nbformat.write(new_notebook(cells=cells), maths)
+    return [*NOTEBOOKS, maths]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, chapters) -> Path:
+    return build_site(chapters, tmp_path_factory.mktemp("site") / "reports", execute=False)
 
 
 def count_figures(path: Path) -> int:
@@ -56,67 +68,65 @@ def count_figures(path: Path) -> int:
 
 
 def open_page(browser, url: str):
-    """A new tab at `url`, and the list that collects its failed requests and script errors."""
+    """A new offline tab at `url` (any request off the disk fails), and the list that collects
+    its failed requests and script errors."""
     page = browser.new_page()
     problems: list[str] = []
+    page.route("http*://**", lambda route: route.abort())
     page.on("requestfailed", lambda request: problems.append(f"failed: {request.url}"))
     page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
     page.goto(url, wait_until="load", timeout=TIMEOUT_MS)
     return page, problems
 
 
-def loaded_images(page, selector: str = "img") -> list[tuple[str, int]]:
-    """`(src prefix, natural width)` of the images; a width of 0 is an image that failed."""
+def sidebar(page) -> list[str]:
+    """The chapters in the contents sidebar, as absolute URLs."""
     return page.eval_on_selector_all(
-        selector, "els => els.map(e => [e.src.slice(0, 80), e.complete ? e.naturalWidth : 0])"
+        ".bd-sidebar-primary li.toctree-l1 > a", "els => els.map(e => e.href.split('#')[0])"
     )
 
 
-def image_boxes(page) -> list[dict]:
-    """Each image's alt text, and its width beside that of its column: the notebook cell it is
-    in, or on the index its entry."""
+def figures(page) -> list[dict]:
+    """Each output figure: loaded (its natural width) and its width beside the article's."""
     return page.eval_on_selector_all(
-        "img",
-        """els => els.map(e => {
-            const column = e.closest('.jp-Cell, article').getBoundingClientRect();
-            const box = e.getBoundingClientRect();
-            return {alt: e.getAttribute('alt'), src: e.src.slice(0, 40), width: box.width,
-                    right: box.right, column: column.width, column_right: column.right};
-        })""",
+        ".cell_output img",
+        """els => els.map(e => ({src: e.src.slice(-40), loaded: e.complete ? e.naturalWidth : 0,
+            right: e.getBoundingClientRect().right,
+            column: e.closest('article').getBoundingClientRect().right}))""",
     )
 
 
-def check_images(boxes: list[dict], url: str) -> None:
-    """Every image has a real alt text and fits inside its column."""
-    for box in boxes:
-        assert box["alt"] and box["alt"] != NBCONVERT_PLACEHOLDER, f"{url}: {box}"
-        assert box["width"] <= box["column"] + 0.5, f"{url}: image wider than its column: {box}"
-        assert box["right"] <= box["column_right"] + 0.5, f"{url}: image sticks out: {box}"
-
-
-def local_links(page) -> list[str]:
-    hrefs = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
-    return sorted({href.split("#")[0] for href in hrefs if href.startswith("file:")})
-
-
-def test_index_and_every_linked_page_load_with_their_figures(browser, site):
+def test_the_book_reads_in_order_offline_with_figures_maths_and_search(browser, site, chapters):
+    urls = [(site.parent / f"{path.stem}.html").as_uri() for path in chapters]
     index, problems = open_page(browser, site.as_uri())
-    thumbnails = loaded_images(index)
-    assert len(thumbnails) == len(NOTEBOOKS)
-    assert all(width == 360 for _, width in thumbnails), thumbnails
-    check_images(image_boxes(index), site.as_uri())
-    pages = [link for link in local_links(index) if link != site.as_uri()]
-    assert pages == [(site.parent / f"{path.stem}.html").as_uri() for path in NOTEBOOKS]
-    for notebook, url in zip(NOTEBOOKS, pages, strict=True):
-        page, page_problems = open_page(browser, url)
-        figures = loaded_images(page, 'img[src^="data:image/png"]')
-        assert len(figures) == count_figures(notebook) > 0, url
-        assert all(width > 0 for _, width in figures), f"{url}: a figure did not load"
-        check_images(image_boxes(page), url)
-        assert site.as_uri() in local_links(page), f"{url}: no link back to the index"
-        back = page.locator("header.dotlab-header a[href='index.html']")
-        assert back.is_visible() and back.bounding_box()["height"] >= 18, f"{url}: header link"
-        assert page.title() == notebook.stem
-        problems += page_problems
-        page.close()
-    assert problems == []
+    assert sidebar(index) == urls
+    landing = index.eval_on_selector_all(
+        "article li > p > a.internal", "els => els.map(e => e.href)"
+    )
+    assert landing == urls
+    page, url = index, site.as_uri()
+    for notebook, expected in zip(chapters, urls, strict=True):
+        page.locator("a.right-next").click()  # the book read as a reader would: "next"
+        page.wait_for_load_state("load")
+        assert page.url == expected, f"{url}: next leads to {page.url}"
+        url = page.url
+        shown = figures(page)
+        assert len(shown) == count_figures(notebook), url
+        assert all(figure["loaded"] > 0 for figure in shown), f"{url}: a figure did not load"
+        assert all(f["right"] <= f["column"] + 0.5 for f in shown), f"{url}: a figure sticks out"
+        current = page.locator(".bd-sidebar-primary li.toctree-l1.current > a")
+        assert current.get_attribute("href") == "#", f"{url}: not marked in the sidebar"
+        assert page.title().endswith("dotlab reports")
+    assert page.locator("a.right-next").count() == 0  # the last chapter
+    # MathJax, from the site's own _static, typeset both equations
+    page.wait_for_selector("mjx-container[display='true']", timeout=TIMEOUT_MS)
+    assert page.locator("mjx-container").count() == 2
+    assert page.locator("mjx-container[display='true'] mjx-mi").count() >= 3  # a, a, a
+    page.close()
+    search, search_problems = open_page(browser, site.parent.joinpath("search.html").as_uri())
+    search.goto(search.url + "?q=sigmoid", wait_until="load")
+    results = search.locator("ul.search li a").first
+    results.wait_for(timeout=TIMEOUT_MS)
+    assert "04_sigmoid_embedding_dot.html" in results.get_attribute("href")
+    search.close()
+    assert problems + search_problems == []
