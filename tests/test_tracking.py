@@ -154,6 +154,22 @@ def test_training_logs_to_df_reads_back_the_history(recorded):
     assert logs.equals(long.select(logs.columns).sort("dataset", "epoch"))
 
 
+def test_the_experiment_opens_on_its_runs_in_mlflow_ui(recorded):
+    result, _ = recorded
+    client = MlflowClient(get_tracking_uri())
+    experiment = client.get_experiment(client.get_run(result.run_id).info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_an_experiment_made_without_the_kind_gets_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", str(tmp_path / "store"))
+    client = MlflowClient(get_tracking_uri())
+    made = client.create_experiment("older")
+    assert "mlflow.experimentKind" not in client.get_experiment(made).tags
+    assert tracking.get_experiment_id(client, "older") == made
+    assert client.get_experiment(made).tags["mlflow.experimentKind"] == "custom_model_development"
+
+
 def test_a_fit_saves_no_weights_unless_asked():
     pairs = make_vector_pairs(64, 3, generator=torch.Generator().manual_seed(0))
     result = fit(DotProductMLP(3, [4]), pairs, epochs=1, lr=0.01, experiment="no weights")

@@ -21,6 +21,8 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# The tag MLflow 3's UI reads to open an experiment in its "Model training" view.
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 
 for _name in ("mlflow", "alembic"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -89,13 +91,17 @@ def create_store_once(uri: str) -> None:
 
 
 def get_experiment_id(client: MlflowClient, name: str) -> str:
-    """The id of the experiment called `name`, created (artifacts beside the store) if new."""
+    """The id of the experiment called `name`, created (artifacts beside the store) if new, and
+    marked as model training so that `mlflow ui` opens it on its runs, not on GenAI traces."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        if experiment.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:  # made by an older version
+            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
         return experiment.experiment_id
     location = get_artifact_location(client.tracking_uri)
     try:
-        return client.create_experiment(name, artifact_location=location)
+        tags = {EXPERIMENT_KIND: MODEL_TRAINING}
+        return client.create_experiment(name, artifact_location=location, tags=tags)
     except MlflowException:  # another process created it since we looked
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
