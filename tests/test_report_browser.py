@@ -7,6 +7,7 @@ saved notebooks plus a tiny one with equations (`--no-execute`), so the test doe
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -96,7 +97,37 @@ def figures(page) -> list[dict]:
     )
 
 
-def test_the_book_reads_in_order_offline_with_figures_maths_and_search(browser, site, chapters):
+def has_maths(path: Path) -> bool:
+    """Whether a notebook's Markdown holds `$` maths."""
+    cells = nbformat.read(path, as_version=4).cells
+    return any(c.cell_type == "markdown" and "$" in c.source for c in cells)
+
+
+def prose(page) -> str:
+    """The page's text outside code, outputs and typeset maths: where raw LaTeX would show."""
+    return page.evaluate(
+        """() => { const copy = document.querySelector('article').cloneNode(true);
+        copy.querySelectorAll('pre, code, .cell_output, mjx-container').forEach(e => e.remove());
+        return copy.innerText; }"""
+    )
+
+
+def check_maths_and_tables(page, notebook: Path, url: str) -> None:
+    """Maths typeset (no raw `$…$` or LaTeX commands left), tables plain (no quotes, no types)."""
+    if has_maths(notebook):
+        page.wait_for_selector("mjx-container", timeout=TIMEOUT_MS)
+    raw = re.findall(r"\$[^$\n]+\$|\\(?:frac|sum|hat|lVert|mathrm|operatorname)\b", prose(page))
+    assert raw == [], f"{url}: raw LaTeX {raw[:3]}"
+    cells = page.eval_on_selector_all(".cell_output table td", "els => els.map(e => e.innerText)")
+    assert not [c for c in cells if c.startswith('"') and c.endswith('"')], f"{url}: quoted cells"
+    assert "shape: (" not in page.inner_text("article"), f"{url}: a frame's shape line"
+
+
+def test_the_book_reads_in_order_offline_with_figures_maths_and_search(
+    browser, site, chapters, tmp_path_factory
+):
+    shots = Path(os.environ.get("DOTLAB_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
     urls = [(site.parent / f"{path.stem}.html").as_uri() for path in chapters]
     index, problems = open_page(browser, site.as_uri())
     assert sidebar(index) == urls
@@ -104,6 +135,7 @@ def test_the_book_reads_in_order_offline_with_figures_maths_and_search(browser, 
         "article li > p > a.internal", "els => els.map(e => e.href)"
     )
     assert landing == urls
+    index.screenshot(path=shots / "index.png")
     page, url = index, site.as_uri()
     for notebook, expected in zip(chapters, urls, strict=True):
         page.locator("a.right-next").click()  # the book read as a reader would: "next"
@@ -117,6 +149,9 @@ def test_the_book_reads_in_order_offline_with_figures_maths_and_search(browser, 
         current = page.locator(".bd-sidebar-primary li.toctree-l1.current > a")
         assert current.get_attribute("href") == "#", f"{url}: not marked in the sidebar"
         assert page.title().endswith("dotlab reports")
+        check_maths_and_tables(page, notebook, url)
+        if notebook.stem.startswith(("01_", "06_", "zz_")):  # chapters as a reader sees them
+            page.screenshot(path=shots / f"{notebook.stem}.png")
     assert page.locator("a.right-next").count() == 0  # the last chapter
     # MathJax, from the site's own _static, typeset both equations
     page.wait_for_selector("mjx-container[display='true']", timeout=TIMEOUT_MS)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import polars as pl
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from processes import is_running, wait_for
@@ -151,6 +152,22 @@ def test_a_parameter_given_on_the_command_line_reaches_the_notebook(tmp_path, ca
     ]
     assert notebook.read_bytes() == before  # nothing written beside the source notebook
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "tiny.ipynb"]
+
+
+def test_tables_are_plain_html_tables_without_quotes_or_types(tmp_path):
+    frame = pl.DataFrame({"model": ["dot product", "MLP"], "rmse": [0.93, 0.95]})
+    shown = new_output("execute_result", data={"text/html": frame._repr_html_(), "text/plain": "t"})
+    path = write_notebook(
+        tmp_path / "tables.ipynb",
+        new_markdown_cell("# Tables?"),
+        new_code_cell("t", outputs=[shown]),
+    )
+    build_site([path], tmp_path / "out", execute=False)
+    page = (tmp_path / "out" / "tables.html").read_text()
+    rows = re.findall(r"<tr>(.*?)</tr>", page[page.index('class="dataframe"') :])
+    cells = [re.findall(r"<t[hd]>(.*?)</t[hd]>", row) for row in rows]
+    assert cells[:3] == [["model", "rmse"], ["dot product", "0.93"], ["MLP", "0.95"]]
+    assert "shape: (2, 2)" not in page and "&quot;" not in page
 
 
 def timed(path: Path, seconds: float) -> Path:

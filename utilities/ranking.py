@@ -144,9 +144,10 @@ def ndcg(ranks: torch.Tensor, k: int = 10) -> float:
 
 
 def full_ranks(scores: torch.Tensor, target: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-    """Rank of each user's `target` item among every item not in `known` (the target excluded)."""
-    valid = ~known
-    valid[torch.arange(len(target)), target] = False
+    """Rank of each user's `target` item among every item not in `known` (the target excluded),
+    on the device `scores` are on."""
+    target, valid = target.to(scores.device), ~known.to(scores.device)
+    valid[torch.arange(len(target), device=scores.device), target] = False
     targets = scores.gather(1, target.unsqueeze(1)).squeeze(1)
     return ranks_among(targets, scores, valid)
 
@@ -155,6 +156,7 @@ def sampled_ranks(
     scores: torch.Tensor, target: torch.Tensor, negatives: torch.Tensor
 ) -> torch.Tensor:
     """Rank of each user's `target` item among that user's sampled `negatives` only."""
+    target, negatives = target.to(scores.device), negatives.to(scores.device)
     targets = scores.gather(1, target.unsqueeze(1)).squeeze(1)
     return ranks_among(targets, scores.gather(1, negatives))
 

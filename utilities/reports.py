@@ -11,6 +11,7 @@ import asyncio
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -27,6 +28,9 @@ from papermill.exceptions import PapermillExecutionError
 from sphinx.cmd.build import build_main
 
 CONCLUSION = "**Conclusion.**"
+POLARS_SHAPE = re.compile(r"<small>shape: \([^)]*\)</small>")
+POLARS_DTYPES = re.compile(r"</tr><tr>(?:<td>[^<]*</td>)+</tr></thead>")
+QUOTED_CELL = re.compile(r"<td>&quot;(.*?)&quot;</td>")
 STOP = threading.Event()  # set on Ctrl-C: running kernels are killed, and no new one may run
 KERNELS: set[AsyncKernelManager] = set()  # those started and not yet cleaned up
 MATHJAX = Path(importlib.util.find_spec("sphinx-mathjax-offline").origin).parent / "static"
@@ -162,6 +166,18 @@ def read_headline(nb: nbformat.NotebookNode) -> str:
     return ""
 
 
+def plain_tables(path: Path) -> None:
+    """Polars' HTML tables in the notebook at `path` as a reader wants them: no shape line, no
+    row of data types, strings without quotes (the text outputs stay as they are)."""
+    nb = nbformat.read(path, as_version=4)
+    for output in (out for cell in nb.cells for out in cell.get("outputs", [])):
+        html = output.get("data", {}).get("text/html", "")
+        if 'class="dataframe"' in html:
+            html = POLARS_DTYPES.sub("</tr></thead>", POLARS_SHAPE.sub("", html))
+            output["data"]["text/html"] = QUOTED_CELL.sub(r"<td>\1</td>", html)
+    nbformat.write(nb, path)
+
+
 def write_book(src: Path, notebooks: list[Path], errors: dict[Path, str], parameters: dict) -> None:
     """The landing page, the chapters in order, each with its headline or error; and conf.py."""
     stems = [path.stem for path in notebooks if (src / f"{path.stem}.ipynb").exists()]
@@ -230,6 +246,8 @@ def build_site(
         args = (parameters, timeout if execute else None, jobs)
         errors, stopped = run_notebooks(notebooks, src, *args)
         if built := [path for path in notebooks if path not in stopped]:
+            for path in src.glob("*.ipynb"):
+                plain_tables(path)
             write_book(src, built, errors, parameters)
             build_book(src, output_dir, jobs)
     if stopped:
