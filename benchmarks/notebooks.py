@@ -6,7 +6,7 @@ steps, in each fit's fixed costs, in evaluation, and the rest.
 
 Each notebook runs in its own `python -m utilities.reports NOTEBOOK --jobs 1` (papermill, a fresh
 kernel), `--jobs` of them side by side (default: one per CPU core), its kernel timing `fit` and
-`predict` into a file of its own (`DOTLAB_PROFILE`, see utilities/training.py). MLflow runs go to
+`predict` into a file of its own (`DOTLAB_PROFILE`, see benchmarks/profiling/). MLflow runs go to
 a temporary store created before the clock starts; pages and executed notebooks are discarded.
 """
 
@@ -30,6 +30,7 @@ from pathlib import Path
 import polars as pl
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+PROFILING = REPO_ROOT / "benchmarks" / "profiling"  # its sitecustomize times fit and predict
 sys.path.insert(0, str(REPO_ROOT))
 
 from utilities.reports import saved_seconds  # noqa: E402
@@ -81,6 +82,7 @@ def run_notebook(notebook: Path, work: Path, store: Path, parameters) -> Timing 
     """Execute `notebook` through the reports command, profiled; None when stopped by Ctrl-C."""
     profile = work / "profile.jsonl"
     env = os.environ | {"DOTLAB_PROFILE": str(profile), "MLFLOW_TRACKING_URI": str(store)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROFILING), env.get("PYTHONPATH")]))
     command = reports_command(notebook, work / "site", parameters)
     # In a session of its own: Ctrl-C reaches it once, from `interrupt_all`, not from the terminal.
     with RUNNING_LOCK:

@@ -20,13 +20,14 @@ COMPARED = ("text/plain", "text/markdown", "text/html")  # nbval skips images by
 CELLS = [
     """\
 import polars as pl
+import torch
 from IPython.display import Markdown, display
 
-from utilities import DotProductMLP, fit, seed_everything
-from utilities.synthetic import get_vector_pair_loaders
+from utilities import DotProductMLP, FreshPairLoader, fit, make_vector_pairs, seed_everything
 
 seed_everything(0)
-train, val = get_vector_pair_loaders(4, n_train=2048, n_val=512, batch_size=128)""",
+train = FreshPairLoader(4, batches_per_epoch=16, batch_size=128, seed=0)
+val = make_vector_pairs(512, 4, generator=torch.Generator().manual_seed(1))""",
     """\
 result = fit(
     DotProductMLP(4, [32, 32]), train, val, epochs=3, lr=3e-3, experiment="determinism",

@@ -18,7 +18,7 @@ from utilities.reference import (
     sample_observed_pairs,
     train_reference_mlp,
 )
-from utilities.tracking import load_experiment_runs
+from utilities.tracking import get_client
 from utilities.training import fit, seed_everything
 
 
@@ -170,8 +170,11 @@ def test_train_reference_mlp_reports_what_a_fit_by_hand_gives():
         "test_dot_rmse": pytest.approx(dot_product_rmse(test), rel=1e-6),
         "fresh_dot_rmse": pytest.approx(dot_product_rmse(fresh), rel=1e-6),
     }
-    [run] = load_experiment_runs("reference").to_dicts()
-    assert run["run_name"] == "reference MLP on [p, q] · d 2 · N 40 · m 1 · seed 1"
-    assert (run["dim"], run["num_users"], run["width"], run["inputs"]) == ("2", "40", "1", "[p, q]")
-    assert run["test_rmse"] == reported["test_rmse"]
-    assert run["fresh_dot_rmse"] == reported["fresh_dot_rmse"]
+    client = get_client()
+    [run] = client.search_runs([client.get_experiment_by_name("reference").experiment_id])
+    assert run.info.run_name == "reference MLP on [p, q] · d 2 · N 40 · m 1 · seed 1"
+    params = run.data.params
+    assert (params["dim"], params["num_users"], params["width"]) == ("2", "40", "1")
+    assert params["inputs"] == "[p, q]"
+    assert run.data.metrics["test_rmse"] == reported["test_rmse"]
+    assert run.data.metrics["fresh_dot_rmse"] == reported["fresh_dot_rmse"]

@@ -7,12 +7,7 @@ import math
 import pytest
 import torch
 
-from utilities.synthetic import (
-    FreshPairLoader,
-    fixed_pair_loader,
-    get_vector_pair_loaders,
-    make_vector_pairs,
-)
+from utilities.synthetic import FreshPairLoader, make_vector_pairs
 
 
 def epoch(loader) -> list[tuple[torch.Tensor, ...]]:
@@ -47,21 +42,6 @@ def test_targets_are_dot_products():
 def test_make_vector_pairs_rejects_empty_shapes(n_pairs, dim):
     with pytest.raises(ValueError, match=f"n_pairs={n_pairs}, dim={dim}"):
         make_vector_pairs(n_pairs, dim, generator=torch.Generator())
-
-
-def test_fixed_loader_yields_the_same_pairs_every_epoch():
-    loader = fixed_pair_loader(1_000, 5, batch_size=128, seed=3)
-    first, second = epoch(loader), epoch(loader)
-    assert same_epochs(first, second)
-    assert len(loader) == len(first) == math.ceil(1_000 / 128)
-    a, b, target = (torch.cat(parts) for parts in zip(*first, strict=True))
-    assert a.shape == (1_000, 5)
-    torch.testing.assert_close(target, (a * b).sum(1))
-    # the same pairs as drawn directly from a generator with that seed
-    direct = make_vector_pairs(1_000, 5, generator=torch.Generator().manual_seed(3))
-    assert all(torch.equal(x, y) for x, y in zip((a, b, target), direct, strict=True))
-    assert same_epochs(first, epoch(fixed_pair_loader(1_000, 5, batch_size=128, seed=3)))
-    assert not same_epochs(first, epoch(fixed_pair_loader(1_000, 5, batch_size=128, seed=4)))
 
 
 def test_fresh_loader_draws_new_pairs_each_epoch_repeatably():
@@ -100,32 +80,3 @@ def test_dot_product_variance_is_dim(dim):
     var_se = math.sqrt((2 * dim**2 + 6 * dim) / n)
     assert abs(target.mean().item()) < 5 * mean_se
     assert abs(target.var().item() - dim) < 5 * var_se
-
-
-def test_get_vector_pair_loaders_fresh():
-    train, val = get_vector_pair_loaders(
-        8, fresh=True, n_train=1_000, n_val=300, batch_size=64, seed=2
-    )
-    assert isinstance(train, FreshPairLoader)
-    assert len(train) == 1_000 // 64
-    val_batches = epoch(val)
-    assert len(val_batches) == 1 and val_batches[0][0].shape == (300, 8)  # batch >= 4096
-    assert same_epochs(val_batches, epoch(val))
-    first_train = epoch(train)[0]
-    assert not torch.equal(first_train[0][:10], val_batches[0][0][:10])
-
-
-def test_get_vector_pair_loaders_fixed():
-    train, val = get_vector_pair_loaders(
-        3, fresh=False, n_train=500, n_val=200, batch_size=100, seed=0
-    )
-    batches = epoch(train)
-    assert len(batches) == len(train) == 5
-    assert same_epochs(batches, epoch(train))
-    train_a = torch.cat([a for a, _, _ in batches])
-    val_a = torch.cat([a for a, _, _ in epoch(val)])
-    assert train_a.shape == (500, 3) and val_a.shape == (200, 3)
-    # no validation vector is also a training vector
-    assert torch.cdist(val_a, train_a).min() > 0
-    for a, b, target in batches + epoch(val):
-        torch.testing.assert_close(target, (a * b).sum(1))

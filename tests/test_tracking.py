@@ -17,7 +17,7 @@ import utilities.tracking as tracking
 from utilities.models import DotProductMLP
 from utilities.splits import TensorBatchLoader
 from utilities.synthetic import make_vector_pairs
-from utilities.tracking import get_tracking_uri, load_experiment_runs, training_logs_to_df
+from utilities.tracking import get_client, get_tracking_uri, training_logs_to_df
 from utilities.training import (
     DivergenceError,
     EarlyStopping,
@@ -199,27 +199,23 @@ def test_fit_log_adds_a_metric_to_the_finished_run(recorded):
     assert run.data.metrics["test_mse"] == mse and run.info.status == "FINISHED"
 
 
-def test_load_experiment_runs_reads_back_finished_runs():
-    """A finished, a failed and another finished run."""
+def test_a_diverged_run_is_failed_and_the_others_finished():
+    """A finished, a failed and another finished run, with their params as MLflow strings."""
     first = fit_scale(experiment="runs-table", params={"note": "first"})
     with pytest.raises(DivergenceError):
         fit_scale(experiment="runs-table", lr=1e30)  # w overflows, the loss becomes inf
     second = fit_scale(experiment="runs-table", seed=1, lr=0.125)
-
-    runs = load_experiment_runs("runs-table")
-    assert runs.get_column("run_id").to_list() == [first.run_id, second.run_id]  # oldest first
-    assert set(runs.get_column("status")) == {"FINISHED"}
-    assert runs.get_column("lr").to_list() == ["0.25", "0.125"]  # params stay MLflow strings
-    assert runs.get_column("note").to_list() == ["first", None]
-    assert runs.get_column("train_loss").to_list() == [
-        first.metrics["train_loss"], second.metrics["train_loss"]
-    ]  # fmt: skip
-    assert runs.schema["epochs_run"] == pl.Float64
-    only = load_experiment_runs("runs-table", run_ids=[second.run_id])
-    assert only.get_column("run_name").to_list() == ["Scale · lr 0.125 · wd 0 · seed 1"]
-    with pytest.raises(ValueError, match="'no-such-experiment'") as caught:
-        load_experiment_runs("no-such-experiment")
-    assert get_tracking_uri() in str(caught.value)
+    client = get_client()
+    runs = client.search_runs(
+        [client.get_experiment_by_name("runs-table").experiment_id],
+        order_by=["attributes.start_time ASC"],
+    )
+    assert [run.info.status for run in runs] == ["FINISHED", "FAILED", "FINISHED"]
+    assert [runs[0].info.run_id, runs[2].info.run_id] == [first.run_id, second.run_id]
+    assert [runs[0].data.params["lr"], runs[2].data.params["lr"]] == ["0.25", "0.125"]
+    assert runs[0].data.params["note"] == "first" and "note" not in runs[2].data.params
+    assert runs[2].info.run_name == "Scale · lr 0.125 · wd 0 · seed 1"
+    assert runs[2].data.metrics["final_train_loss"] == second.metrics["train_loss"]
 
 
 def test_an_early_stopped_runs_summary_has_the_best_val_loss():

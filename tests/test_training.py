@@ -4,18 +4,14 @@ early stopping, schedules, threads and evaluation against hand computations."""
 from __future__ import annotations
 
 import copy
-import json
 import math
-import os
 import random
-import subprocess
-import sys
-import unittest.mock
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
+from mlflow import MlflowClient
 from scale_case import ONE, Scale, fit_scale, val_loss_after, w_after
 from torch import nn
 from torch.nn import functional as F
@@ -298,6 +294,29 @@ def test_cosine_schedule_steps_once_per_batch_by_hand():
     assert by_hand == pytest.approx(0.55)
 
 
+def test_an_optimiser_and_a_schedule_factory_are_used_as_given(tmp_path, monkeypatch):
+    """A factory for SGD and one for a halving step schedule: w moves by lr, then lr / 2, …
+    toward the loss `-w`; MLflow records the factories by name."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", str(tmp_path))
+
+    def plain_sgd(params):
+        return torch.optim.SGD(params, lr=0.1)
+
+    def halving(optimizer, total_steps):
+        assert total_steps == 4
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+
+    result = fit(
+        Scale(), (torch.ones(2), torch.zeros(2)),
+        epochs=2, lr=123.0, optimizer=plain_sgd, schedule=halving, batch_size=1,
+        loss=lambda prediction, target: -prediction.mean(), accelerator="cpu",
+        experiment="factories",
+    )  # fmt: skip
+    assert result.model.w.item() == pytest.approx(0.1 * (1 + 0.5 + 0.25 + 0.125))
+    params = MlflowClient(result.record.client.tracking_uri).get_run(result.run_id).data.params
+    assert (params["optimizer"], params["schedule"]) == ("plain_sgd", "halving")
+
+
 @pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
 def test_schedules_match_torchs_scheduler(schedule, monkeypatch):
     """The scheduler `fit` made, kept by wrapping its factory, against torch's own."""
@@ -476,54 +495,3 @@ def test_is_interactive(monkeypatch, env, tty, expected):
         monkeypatch.setenv(name, value)
     monkeypatch.setattr("sys.stdout.isatty", lambda: tty)
     assert is_interactive() is expected
-
-
-def read_lines(path) -> list[dict[str, float]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def test_a_profile_gets_one_line_per_fit_with_its_steps_and_the_evaluation_between(
-    tmp_path, monkeypatch
-):
-    """One row, batch 1: one optimiser step an epoch, so 3 and 2 steps for 3 and 2 epochs."""
-    profile = tmp_path / "profile.jsonl"
-    monkeypatch.setenv("DOTLAB_PROFILE", str(profile))
-    monkeypatch.setattr(training, "EVAL_CLOCK", training.EvalClock())
-    first = fit_scale(epochs=3)
-    evaluate(first.model, (ONE, 2 * ONE))
-    second = fit_scale(epochs=2)
-    lines = read_lines(profile)
-    assert [line["steps"] for line in lines] == [3, 2]
-    assert [line["train_s"] for line in lines] == [
-        first.metrics["train_seconds"],
-        second.metrics["train_seconds"],
-    ]
-    assert all(line["fixed_s"] > 0 for line in lines)
-    assert lines[0]["eval_s"] == 0 and lines[1]["eval_s"] > 0  # the evaluate between them
-    predict(second.model, ONE)
-    training.write_eval_at_exit()  # what is left after the last fit: a line of its own
-    assert list(read_lines(profile)[2]) == ["eval_s"] and read_lines(profile)[2]["eval_s"] > 0
-    assert training.EVAL_CLOCK.seconds == 0
-
-
-def test_without_a_profile_nothing_is_counted_or_written(tmp_path, monkeypatch):
-    """No time counted, no exit hook registered, no file opened."""
-    monkeypatch.delenv("DOTLAB_PROFILE", raising=False)
-    monkeypatch.setattr(training, "EVAL_CLOCK", training.EvalClock())
-    monkeypatch.chdir(tmp_path)
-    with unittest.mock.patch("builtins.open", side_effect=AssertionError("opened a file")):
-        evaluate(fit_scale(epochs=1).model, (ONE, 2 * ONE))
-    assert training.EVAL_CLOCK == training.EvalClock()
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_evaluation_after_the_last_fit_is_written_when_the_interpreter_exits(tmp_path):
-    profile = tmp_path / "profile.jsonl"
-    script = (
-        "import torch\nfrom torch import nn\nfrom utilities.training import predict\n"
-        "predict(nn.Linear(1, 1), torch.ones(3, 1))"
-    )
-    env = os.environ | {"DOTLAB_PROFILE": str(profile)}
-    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)
-    (line,) = read_lines(profile)
-    assert list(line) == ["eval_s"] and line["eval_s"] > 0

@@ -53,61 +53,16 @@ from utilities.training import (
     torch_threads,
 )
 
-__all__ = [
-    "NOISE_SD",
-    "TOTAL_SD",
-    "CollabNN",
-    "Difference",
-    "DotProductBias",
-    "DotProductMLP",
-    "EarlyStopping",
-    "Fit",
-    "FreshPairLoader",
-    "NegativeSampler",
-    "bars_with_seeds",
-    "compare_paired",
-    "count_parameters",
-    "dead_unit_fractions",
-    "difference_of",
-    "evaluate",
-    "fit",
-    "fit_surprise",
-    "full_ranks",
-    "get_data_loaders",
-    "get_rating_splits",
-    "get_thread_count",
-    "hit_rate",
-    "interaction_matrix",
-    "leave_one_out",
-    "legend_outside",
-    "linear_gradient_norms",
-    "lines_with_seeds",
-    "load_torch_data",
-    "make_reference_data",
-    "make_vector_pairs",
-    "mean_baseline_mse",
-    "ndcg",
-    "paired_difference",
-    "predict",
-    "predict_surprise",
-    "ranking_metrics",
-    "ranks_among",
-    "run_sweep",
-    "sample_unseen",
-    "sampled_ranks",
-    "score_all",
-    "seed_everything",
-    "seeds_with_mean",
-    "select_device",
-    "sigmoid_range",
-    "split_train_test",
-    "summarise_seeds",
-    "summarise_settings",
-    "to_pairs",
-    "torch_threads",
-    "train_reference_mlp",
-    "training_logs_to_df",
-    "tune_over_seeds",
-    "unseen_in_training",
-    "use_device",
-]
+__all__ = ["NOISE_SD", "TOTAL_SD", "CollabNN", "Difference", "DotProductBias", "DotProductMLP"]
+__all__ += ["EarlyStopping", "Fit", "FreshPairLoader", "NegativeSampler", "bars_with_seeds"]
+__all__ += ["compare_paired", "count_parameters", "dead_unit_fractions", "difference_of"]
+__all__ += ["evaluate", "fit", "fit_surprise", "full_ranks", "get_data_loaders"]
+__all__ += ["get_rating_splits", "get_thread_count", "hit_rate", "interaction_matrix"]
+__all__ += ["leave_one_out", "legend_outside", "linear_gradient_norms", "lines_with_seeds"]
+__all__ += ["load_torch_data", "make_reference_data", "make_vector_pairs", "mean_baseline_mse"]
+__all__ += ["ndcg", "paired_difference", "predict", "predict_surprise", "ranking_metrics"]
+__all__ += ["ranks_among", "run_sweep", "sample_unseen", "sampled_ranks", "score_all"]
+__all__ += ["seed_everything", "seeds_with_mean", "select_device", "sigmoid_range"]
+__all__ += ["split_train_test", "summarise_seeds", "summarise_settings", "to_pairs"]
+__all__ += ["torch_threads", "train_reference_mlp", "training_logs_to_df", "tune_over_seeds"]
+__all__ += ["unseen_in_training", "use_device"]

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import torch
 
-from utilities.splits import TensorBatchLoader, check_batch_size
+from utilities.splits import check_batch_size
 
 
 def make_vector_pairs(
@@ -50,46 +50,3 @@ class FreshPairLoader:
             yield make_vector_pairs(
                 self.batch_size, self.dim, generator=self.generator, device=self.device
             )
-
-
-def fixed_pair_loader(
-    n_pairs: int,
-    dim: int,
-    *,
-    batch_size: int,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-) -> TensorBatchLoader:
-    """The same `n_pairs` pairs every epoch, in the same order: data to fit or to evaluate on."""
-    generator = torch.Generator(device=device or "cpu").manual_seed(seed)
-    return TensorBatchLoader(
-        *make_vector_pairs(n_pairs, dim, generator=generator, device=device), batch_size=batch_size
-    )
-
-
-def get_vector_pair_loaders(
-    dim: int,
-    *,
-    fresh: bool = True,
-    n_train: int = 51_200,
-    n_val: int = 8_192,
-    batch_size: int = 256,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-) -> tuple[FreshPairLoader | TensorBatchLoader, TensorBatchLoader]:
-    """Train loader (fresh pairs, or a fixed sample of `n_train`) and a fixed validation set.
-
-    With `fresh=True` an epoch is `n_train / batch_size` batches of new pairs. The validation
-    pairs come from their own seed, so they never coincide with training pairs by construction.
-    """
-    if fresh:
-        batches = max(1, n_train // batch_size)
-        train = FreshPairLoader(
-            dim, batches_per_epoch=batches, batch_size=batch_size, seed=seed, device=device
-        )
-    else:
-        train = fixed_pair_loader(n_train, dim, batch_size=batch_size, seed=seed, device=device)
-    val = fixed_pair_loader(
-        n_val, dim, batch_size=max(batch_size, 4096), seed=seed + 1, device=device
-    )
-    return train, val

@@ -199,34 +199,3 @@ def metric_history(client: MlflowClient, run_id: str, key: str) -> pl.DataFrame:
         {"step": [m.step for m in history], "value": [m.value for m in history]},
         schema={"step": pl.Int64, "value": pl.Float64},
     )
-
-
-def load_experiment_runs(experiment_name: str, run_ids: list[str] | None = None) -> pl.DataFrame:
-    """Finished runs of an experiment (only `run_ids`, when given): id, name, params, metrics.
-
-    Params are MLflow strings; metrics are floats. Oldest run first.
-    """
-    client = get_client()
-    experiment = client.get_experiment_by_name(experiment_name)
-    if experiment is None:
-        raise ValueError(f"No MLflow experiment named {experiment_name!r} in {get_tracking_uri()}.")
-    runs = client.search_runs(
-        [experiment.experiment_id],
-        "attributes.status = 'FINISHED'",
-        max_results=50_000,
-        order_by=["attributes.start_time ASC"],
-    )
-    wanted = set(run_ids) if run_ids is not None else None
-    rows = [run_to_row(run) for run in runs if wanted is None or run.info.run_id in wanted]
-    return pl.DataFrame(rows, infer_schema_length=None)
-
-
-def run_to_row(run) -> dict[str, object]:
-    """Id, name, status, params and final metrics."""
-    return {
-        "run_id": run.info.run_id,
-        "run_name": run.info.run_name,
-        "status": run.info.status,
-        **run.data.params,
-        **run.data.metrics,
-    }

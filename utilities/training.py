@@ -3,10 +3,7 @@ and fast, records the run in MLflow and returns what happened as a `Fit`."""
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import functools
-import json
 import logging
 import math
 import os
@@ -37,8 +34,6 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` 
 Batch = tuple[torch.Tensor, ...]
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = (None, "cosine", "onecycle")
-# A file named here gets one JSON line per fit and `predict`'s seconds (benchmarks/notebooks.py).
-PROFILE_VARIABLE = "DOTLAB_PROFILE"
 # Training batches handed to Lightning per step; each still gets its own optimiser step, so only
 # Lightning's fixed cost per step is shared (measured in benchmarks/train_speed.py).
 BATCHES_PER_STEP = 8
@@ -102,6 +97,7 @@ class Fit:
     metrics: dict[str, float]
     run_id: str | None = None
     record: RunRecord | None = field(default=None, repr=False)
+    steps: int = 0  # optimiser steps taken
 
     def log(self, **metrics: float) -> None:
         """Add evaluations made after training (e.g. `test_mse`) to the run and to `metrics`."""
@@ -281,8 +277,13 @@ def as_batches(
     return data
 
 
-def make_optimizer(name: str, lr: float, weight_decay: float, device: torch.device) -> Callable:
-    """A factory of the named optimiser, fused into one kernel where the device allows."""
+def make_optimizer(
+    name: str | Callable, lr: float, weight_decay: float, device: torch.device
+) -> Callable:
+    """A factory of the named optimiser, fused into one kernel where the device allows (a
+    factory `params -> Optimizer` as it is)."""
+    if callable(name):
+        return name
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}.")
     kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[name]
@@ -290,8 +291,11 @@ def make_optimizer(name: str, lr: float, weight_decay: float, device: torch.devi
     return lambda params: kind(params, lr=lr, weight_decay=weight_decay, fused=fused)
 
 
-def make_scheduler(name: str | None, lr: float, total_steps: int) -> Callable | None:
-    """A per-step learning-rate schedule: cosine decay to 0, or fast.ai's one-cycle."""
+def make_scheduler(name: str | Callable | None, lr: float, total_steps: int) -> Callable | None:
+    """A per-step learning-rate schedule: cosine decay to 0, torch's one-cycle, or a factory
+    `(optimizer, total_steps) -> LRScheduler`."""
+    if callable(name):
+        return lambda opt: name(opt, total_steps)
     if name not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {name!r}.")
     if name == "cosine":
@@ -338,10 +342,10 @@ def fit(
     epochs: int,
     lr: float,
     weight_decay: float = 0.0,
-    optimizer: str = "adam",
+    optimizer: str | Callable = "adam",
     batch_size: int = 1024,
     seed: int = 0,
-    schedule: str | None = None,
+    schedule: str | Callable | None = None,
     early_stopping: EarlyStopping | None = None,
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.mse_loss,
     experiment: str | None = None,
@@ -355,10 +359,10 @@ def fit(
     (with `save_weights`, the trained weights too, as the artifact `model/state_dict.pt`).
 
     Returns the model (with its best epoch's weights under `early_stopping`), the per-epoch
-    history (`epoch`, `train_loss`, `val_loss`) and the final metrics. `trainer_kwargs`
-    (e.g. `accelerator`, `devices`, `strategy`) go to Lightning's `Trainer`.
+    history (`epoch`, `train_loss`, `val_loss`) and the final metrics. `optimizer` and
+    `schedule` take a name or a factory (see `make_optimizer`, `make_scheduler`);
+    `trainer_kwargs` (e.g. `accelerator`, `devices`, `strategy`) go to Lightning's `Trainer`.
     """
-    began = time.perf_counter()
     device, trainer_kwargs["accelerator"] = pick_device(trainer_kwargs.get("accelerator"))
     stop = StopOnDivergence(describe="")
     trainer = make_trainer(epochs, [stop, *trainer_kwargs.pop("callbacks", [])], **trainer_kwargs)
@@ -373,8 +377,8 @@ def fit(
         early_stopping,
     )
     name = run_name or describe_model(model, lr, weight_decay, seed)
-    settings = {"lr": lr, "weight_decay": weight_decay, "optimizer": optimizer, "seed": seed}
-    settings |= describe_batching(train_batches) | {"epochs": epochs, "schedule": schedule}
+    settings = {"lr": lr, "weight_decay": weight_decay, "seed": seed, "epochs": epochs}
+    settings |= describe_batching(train_batches) | named(optimizer=optimizer, schedule=schedule)
     settings |= {"early_stopping": early_stopping, "model": type(model).__name__}
     record = start_record(trainer, experiment, name, settings | (params or {}))
     stop.describe = describe_fit(record, name, trainer.global_rank)
@@ -383,9 +387,8 @@ def fit(
     metrics = final_metrics(history, early_stopping is not None, seconds, model)
     if record:
         record.finish(history, metrics, model if save_weights else None)
-    if trainer.is_global_zero:
-        profile_fit(trainee.steps_taken, seconds, time.perf_counter() - began)
-    return Fit(model, history, metrics, record.run_id if record else None, record)
+    run_id = record.run_id if record else None
+    return Fit(model, history, metrics, run_id, record, trainee.steps_taken)
 
 
 def start_record(
@@ -436,6 +439,11 @@ def describe_batching(batches: Iterable) -> dict[str, object]:
     }
 
 
+def named(**settings: object) -> dict[str, object]:
+    """Settings for MLflow, a function (an optimiser or schedule factory) by its name."""
+    return {key: getattr(value, "__name__", value) for key, value in settings.items()}
+
+
 def describe_fit(record: RunRecord | None, name: str, rank: int) -> str:
     """How errors name a fit: its MLflow run, or its name (and process, beyond the first)."""
     if record is not None:
@@ -463,63 +471,6 @@ def final_metrics(
     return metrics | {"train_seconds": seconds, "n_params": n_params}
 
 
-@dataclass
-class EvalClock:
-    """`predict`'s seconds not yet written to the profile (kept in memory: it runs thousands
-    of times a notebook), and whether what is left is written at exit."""
-
-    seconds: float = 0.0
-    written_at_exit: bool = False
-
-
-EVAL_CLOCK = EvalClock()
-
-
-def profile_fit(steps: int, train_s: float, total_s: float) -> None:
-    """With `DOTLAB_PROFILE` naming a file, append one fit's line: its optimiser steps, seconds
-    in Lightning's `trainer.fit`, seconds outside it, `predict`'s seconds since the last line."""
-    if os.environ.get(PROFILE_VARIABLE):
-        write_profile_line({"steps": steps, "train_s": train_s, "fixed_s": total_s - train_s})
-
-
-def write_profile_line(line: dict[str, float]) -> None:
-    """Append `line` and the unwritten evaluation seconds to the `DOTLAB_PROFILE` file."""
-    line["eval_s"], EVAL_CLOCK.seconds = EVAL_CLOCK.seconds, 0.0
-    with open(os.environ[PROFILE_VARIABLE], "a") as profile:
-        profile.write(json.dumps(line) + "\n")
-
-
-def write_eval_at_exit() -> None:
-    """The evaluation seconds after the last fit, as a line of their own."""
-    if EVAL_CLOCK.seconds and os.environ.get(PROFILE_VARIABLE):
-        write_profile_line({})
-
-
-def add_eval_seconds(seconds: float) -> None:
-    """Count `seconds` of evaluation, written with the next fit's line or at exit."""
-    if not EVAL_CLOCK.written_at_exit:
-        atexit.register(write_eval_at_exit)
-        EVAL_CLOCK.written_at_exit = True
-    EVAL_CLOCK.seconds += seconds
-
-
-def timed_as_evaluation(function: Callable) -> Callable:
-    """`function`, its seconds counted as evaluation while `DOTLAB_PROFILE` is set."""
-
-    @functools.wraps(function)
-    def timed(*args, **kwargs):
-        if not os.environ.get(PROFILE_VARIABLE):
-            return function(*args, **kwargs)
-        start = time.perf_counter()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            add_eval_seconds(time.perf_counter() - start)
-
-    return timed
-
-
-@timed_as_evaluation
 @torch.no_grad()
 def predict(model: nn.Module, *inputs: torch.Tensor, batch_size: int = 65_536) -> torch.Tensor:
     """The model's predictions for the rows of `inputs`, in order, without gradients."""
