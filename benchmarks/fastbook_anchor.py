@@ -75,10 +75,10 @@ def load_ratings(folder: Path) -> pd.DataFrame:
 def train(model_name: str, ratings: pd.DataFrame, seed: int) -> float:
     """One model on the split of `seed`, as the chapter trains it: its final validation MSE.
 
-    Since fastai 2.7.15 (PR #3995, March 2024) `TabularPandas`, and so `CollabDataLoaders`,
-    batches through `TabWeightedDL`, which draws each epoch's rows *with replacement* (about 63%
-    of the distinct training ratings an epoch); "(book's loader)" passes `dl_type=TabDataLoader`,
-    the shuffle without replacement the book was run with."""
+    In fastai 2.8.12 `TabularPandas`, and so `CollabDataLoaders`, batches through
+    `TabWeightedDL` (added by fastai's PR #3995, March 2024), which draws each epoch's rows
+    *with replacement* (about 63% of the distinct training ratings an epoch); "(book's loader)"
+    passes `dl_type=TabDataLoader`, the shuffle without replacement the book was run with."""
     set_seed(seed, reproducible=True)
     loader = {"dl_type": TabDataLoader} if model_name.endswith("(book's loader)") else {}
     dls = CollabDataLoaders.from_df(ratings, item_name="title", bs=64, seed=seed, **loader)

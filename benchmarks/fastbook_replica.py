@@ -128,7 +128,8 @@ def load_ratings(folder: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
 
 class WithReplacement:
     """Each epoch as many rows as there are, drawn with replacement, in batches: what fastai's
-    `TabWeightedDL` (`CollabDataLoaders`' default since fastai 2.7.15) does with equal weights."""
+    `TabWeightedDL` (`CollabDataLoaders`' default in fastai 2.8.12) does with equal
+    weights."""
 
     shuffle = "with replacement"
 
