@@ -157,10 +157,12 @@ def test_a_parameter_given_on_the_command_line_reaches_the_notebook(tmp_path, ca
 def test_tables_are_plain_html_tables_without_quotes_or_types(tmp_path):
     frame = pl.DataFrame({"model": ["dot product", "MLP"], "rmse": [0.93, 0.95]})
     shown = new_output("execute_result", data={"text/html": frame._repr_html_(), "text/plain": "t"})
+    printed = new_output("stream", name="stdout", text=f"by model:\n{frame}\nshape: (a, b)\n")
     path = write_notebook(
         tmp_path / "tables.ipynb",
         new_markdown_cell("# Tables?"),
         new_code_cell("t", outputs=[shown]),
+        new_code_cell("print(t)", outputs=[printed]),
     )
     build_site([path], tmp_path / "out", execute=False)
     page = (tmp_path / "out" / "tables.html").read_text()
@@ -168,6 +170,8 @@ def test_tables_are_plain_html_tables_without_quotes_or_types(tmp_path):
     cells = [re.findall(r"<t[hd]>(.*?)</t[hd]>", row) for row in rows]
     assert cells[:3] == [["model", "rmse"], ["dot product", "0.93"], ["MLP", "0.95"]]
     assert "shape: (2, 2)" not in page and "&quot;" not in page
+    assert "by model:" in page and "┌" in page  # the printed table, without its shape line
+    assert "shape: (a, b)" in page  # a line that merely starts alike, not before a table, stays
 
 
 def timed(path: Path, seconds: float) -> Path:

@@ -13,7 +13,6 @@ from utilities.models import (
     DotProductMLP,
     count_parameters,
     dead_unit_fractions,
-    linear_gradient_norms,
     sigmoid_range,
 )
 from utilities.plotting import bars_with_seeds, legend_outside, lines_with_seeds, seeds_with_mean
@@ -31,7 +30,7 @@ from utilities.ranking import (
     score_all,
     to_pairs,
 )
-from utilities.reference import NOISE_SD, TOTAL_SD, make_reference_data, train_reference_mlp
+from utilities.reference import make_reference_data, train_reference_mlp
 from utilities.splits import get_data_loaders, get_rating_splits, split_train_test
 from utilities.stats import (
     Difference,
@@ -53,16 +52,15 @@ from utilities.training import (
     torch_threads,
 )
 
-__all__ = ["NOISE_SD", "TOTAL_SD", "CollabNN", "Difference", "DotProductBias", "DotProductMLP"]
-__all__ += ["EarlyStopping", "Fit", "FreshPairLoader", "NegativeSampler", "bars_with_seeds"]
-__all__ += ["compare_paired", "count_parameters", "dead_unit_fractions", "difference_of"]
-__all__ += ["evaluate", "fit", "fit_surprise", "full_ranks", "get_data_loaders"]
-__all__ += ["get_rating_splits", "get_thread_count", "hit_rate", "interaction_matrix"]
-__all__ += ["leave_one_out", "legend_outside", "linear_gradient_norms", "lines_with_seeds"]
-__all__ += ["load_torch_data", "make_reference_data", "make_vector_pairs", "mean_baseline_mse"]
-__all__ += ["ndcg", "paired_difference", "predict", "predict_surprise", "ranking_metrics"]
-__all__ += ["ranks_among", "run_sweep", "sample_unseen", "sampled_ranks", "score_all"]
-__all__ += ["seed_everything", "seeds_with_mean", "select_device", "sigmoid_range"]
+__all__ = ["CollabNN", "Difference", "DotProductBias", "DotProductMLP", "EarlyStopping", "Fit"]
+__all__ += ["FreshPairLoader", "NegativeSampler", "bars_with_seeds", "compare_paired"]
+__all__ += ["count_parameters", "dead_unit_fractions", "difference_of", "evaluate", "fit"]
+__all__ += ["fit_surprise", "full_ranks", "get_data_loaders", "get_rating_splits"]
+__all__ += ["get_thread_count", "hit_rate", "interaction_matrix", "leave_one_out", "legend_outside"]
+__all__ += ["lines_with_seeds", "load_torch_data", "make_reference_data", "make_vector_pairs"]
+__all__ += ["mean_baseline_mse", "ndcg", "paired_difference", "predict", "predict_surprise"]
+__all__ += ["ranking_metrics", "ranks_among", "run_sweep", "sample_unseen", "sampled_ranks"]
+__all__ += ["score_all", "seed_everything", "seeds_with_mean", "select_device", "sigmoid_range"]
 __all__ += ["split_train_test", "summarise_seeds", "summarise_settings", "to_pairs"]
 __all__ += ["torch_threads", "train_reference_mlp", "training_logs_to_df", "tune_over_seeds"]
 __all__ += ["unseen_in_training", "use_device"]

@@ -31,6 +31,7 @@ CONCLUSION = "**Conclusion.**"
 POLARS_SHAPE = re.compile(r"<small>shape: \([^)]*\)</small>")
 POLARS_DTYPES = re.compile(r"</tr><tr>(?:<td>[^<]*</td>)+</tr></thead>")
 QUOTED_CELL = re.compile(r"<td>&quot;(.*?)&quot;</td>")
+PRINTED_SHAPE = re.compile(r"^shape: \([^)\n]*\)\n(?=┌)", re.MULTILINE)  # print(frame)'s first line
 STOP = threading.Event()  # set on Ctrl-C: running kernels are killed, and no new one may run
 KERNELS: set[AsyncKernelManager] = set()  # those started and not yet cleaned up
 MATHJAX = Path(importlib.util.find_spec("sphinx-mathjax-offline").origin).parent / "static"
@@ -167,10 +168,12 @@ def read_headline(nb: nbformat.NotebookNode) -> str:
 
 
 def plain_tables(path: Path) -> None:
-    """Polars' HTML tables in the notebook at `path` as a reader wants them: no shape line, no
-    row of data types, strings without quotes (the text outputs stay as they are)."""
+    """Polars' tables in the notebook at `path` as a reader wants them: no shape line (printed
+    frames too), no row of data types, strings without quotes."""
     nb = nbformat.read(path, as_version=4)
     for output in (out for cell in nb.cells for out in cell.get("outputs", [])):
+        if output.get("output_type") == "stream":  # a printed frame: its table, not its shape
+            output["text"] = PRINTED_SHAPE.sub("", output["text"])
         html = output.get("data", {}).get("text/html", "")
         if 'class="dataframe"' in html:
             html = POLARS_DTYPES.sub("</tr></thead>", POLARS_SHAPE.sub("", html))
