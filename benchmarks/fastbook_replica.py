@@ -64,11 +64,13 @@ class DotProductBias(nn.Module):
         return sigmoid_range(dot + biases, 0.0, 5.5)
 
 
-def fastai_adam(params, coupled: bool = False, torch_defaults: bool = False):
+def fastai_adam(
+    params, coupled: bool = False, torch_defaults: bool = False, weight_decay: float = WD
+):
     """fastai's Adam: β₂ 0.99, ε 1e-5, decoupled weight decay (or torch's betas/eps, or L2)."""
     betas, eps = ((0.9, 0.999), 1e-8) if torch_defaults else ((0.9, 0.99), 1e-5)
     kind = torch.optim.Adam if coupled else torch.optim.AdamW
-    return kind(params, lr=LR, betas=betas, eps=eps, weight_decay=WD)
+    return kind(params, lr=LR, betas=betas, eps=eps, weight_decay=weight_decay)
 
 
 def one_cycle(optimizer, total_steps: int, torch_defaults: bool = False):

@@ -35,7 +35,7 @@ from torch import nn
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from fastbook_replica import fastai_adam, one_cycle  # noqa: E402
+from fastbook_replica import fastai_adam, named, one_cycle  # noqa: E402
 
 from utilities import (  # noqa: E402
     CollabNN,
@@ -114,23 +114,12 @@ def train_neural(name: str, fold: int, splits, setting: dict) -> dict[str, float
     seed_everything(fold)
     model = MODELS[name](train[2].mean().item())
     run = f"{name} · fold u{fold + 1} · " + " · ".join(f"{k} {v}" for k, v in setting.items())
+    adam = named(fastai_adam, "adamw_fastai", weight_decay=setting["weight_decay"])
     result = fit(
-        model, train, val, lr=5e-3, batch_size=64, seed=fold, optimizer=fastai_adam_at(setting),
+        model, train, val, lr=5e-3, batch_size=64, seed=fold, optimizer=adam,
         schedule=one_cycle, experiment="ml100k-folds", run_name=run, **setting,
     )  # fmt: skip
     return {"val_mse": result.metrics["val_loss"], "test_mse": evaluate(result.model, test)}
-
-
-def fastai_adam_at(setting: dict) -> Callable:
-    """fastai's Adam with the setting's weight decay, named for MLflow."""
-
-    def adamw_fastai(params):
-        optimizer = fastai_adam(params)
-        for group in optimizer.param_groups:
-            group["weight_decay"] = setting["weight_decay"]
-        return optimizer
-
-    return adamw_fastai
 
 
 def train_svd(fold: int, splits, setting: dict) -> dict[str, float]:
