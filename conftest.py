@@ -30,16 +30,18 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("MPLBACKEND", None)
 
 
-def notebook_run_names(store: str) -> list[str]:
-    """The names of every run the notebooks (experiments named `NN_...`) logged to `store`."""
+def notebook_run_names(store: str) -> list[tuple[str, str]]:
+    """Every run the notebooks (experiments named `NN_...`) logged to `store`, as (experiment,
+    run name): a name has to be distinct within its notebook's experiment only."""
     from mlflow import MlflowClient
 
     from utilities.tracking import sqlite_uri
 
     client = MlflowClient(sqlite_uri(Path(store)))
-    experiments = [e.experiment_id for e in client.search_experiments() if e.name[:2].isdigit()]
-    runs = client.search_runs(experiments, max_results=50_000) if experiments else []
-    return [run.info.run_name for run in runs]
+    experiments = {e.experiment_id: e.name for e in client.search_experiments()}
+    notebooks = [key for key, name in experiments.items() if name[:2].isdigit()]
+    runs = client.search_runs(notebooks, max_results=50_000) if notebooks else []
+    return [(experiments[run.info.experiment_id], run.info.run_name) for run in runs]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -48,7 +50,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     names = notebook_run_names(session.config.stash[MLFLOW_STORE])
     repeated = sorted({name for name in names if names.count(name) > 1})
-    generated = [name for name in names if GENERATED.match(name)]
+    generated = [name for _, name in names if GENERATED.match(name)]
     if repeated or generated:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         reporter.ensure_newline()
