@@ -68,6 +68,19 @@ def count_figures(path: Path) -> int:
     return sum("image/png" in out.get("data", {}) for out in outputs)
 
 
+def captions(path: Path) -> list[str]:
+    """The captions a notebook gives its figures (MyST-NB's `mystnb.figure.caption`)."""
+    cells = nbformat.read(path, as_version=4).cells
+    given = [c.metadata.get("mystnb", {}).get("figure", {}).get("caption") for c in cells]
+    return [" ".join(caption.split()) for caption in given if caption]
+
+
+def has_main_figure(path: Path) -> bool:
+    """Whether a notebook tags a cell with its main figure (the index's thumbnail)."""
+    cells = nbformat.read(path, as_version=4).cells
+    return any("main-figure" in c.metadata.get("tags", []) for c in cells)
+
+
 def open_page(browser, url: str):
     """A new offline tab at `url` (any request off the disk fails), and the list that collects
     its failed requests and script errors."""
@@ -135,7 +148,18 @@ def test_the_book_reads_in_order_offline_with_figures_maths_and_search(
         "article li > p > a.internal", "els => els.map(e => e.href)"
     )
     assert landing == urls
-    index.screenshot(path=shots / "index.png")
+    thumbnails = index.eval_on_selector_all(
+        "article figure img",
+        """els => els.map(e => ({loaded: e.complete ? e.naturalWidth : 0, alt: e.alt,
+            shown: e.getBoundingClientRect().width, right: e.getBoundingClientRect().right,
+            column: e.closest('article').getBoundingClientRect().right}))""",
+    )
+    assert len(thumbnails) == sum(map(has_main_figure, chapters))
+    for thumbnail in thumbnails:  # loaded, described, inside the column, not shrunk to a stamp
+        assert thumbnail["loaded"] > 0 and thumbnail["alt"], thumbnail
+        assert thumbnail["right"] <= thumbnail["column"] + 0.5, thumbnail
+        assert thumbnail["shown"] >= min(thumbnail["loaded"], 400), thumbnail
+    index.screenshot(path=shots / "index.png", full_page=True)
     page, url = index, site.as_uri()
     for notebook, expected in zip(chapters, urls, strict=True):
         page.locator("a.right-next").click()  # the book read as a reader would: "next"
@@ -146,6 +170,10 @@ def test_the_book_reads_in_order_offline_with_figures_maths_and_search(
         assert len(shown) == count_figures(notebook), url
         assert all(figure["loaded"] > 0 for figure in shown), f"{url}: a figure did not load"
         assert all(f["right"] <= f["column"] + 0.5 for f in shown), f"{url}: a figure sticks out"
+        shown_captions = page.eval_on_selector_all(
+            ".cell_output figure figcaption", "els => els.map(e => e.innerText.trim())"
+        )
+        assert len(shown_captions) == len(captions(notebook)), f"{url}: captions"
         current = page.locator(".bd-sidebar-primary li.toctree-l1.current > a")
         assert current.get_attribute("href") == "#", f"{url}: not marked in the sidebar"
         assert page.title().endswith("dotlab reports")

@@ -3,6 +3,8 @@ order given, previous/next links, the executed notebooks beside their pages, fai
 
 from __future__ import annotations
 
+import base64
+import io
 import re
 import signal
 import subprocess
@@ -10,7 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+import matplotlib.image
 import nbformat
+import numpy as np
 import polars as pl
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
@@ -85,7 +89,7 @@ def test_the_book_has_the_chapters_in_the_order_given_with_previous_and_next(tmp
     assert index == site / "index.html"
     landing = index.read_text()
     for n in names:
-        assert f"{n} is <em>{n}</em>." in landing  # the headline: the first paragraph only
+        assert f"{n} is <em>{n}</em>." in landing  # the headline: the first sentence only
     assert "More." not in landing and "**Conclusion.**" not in landing
     assert landing_entries(landing) == names
     pages = [site / f"{n}.html" for n in names]
@@ -172,6 +176,44 @@ def test_tables_are_plain_html_tables_without_quotes_or_types(tmp_path):
     assert "shape: (2, 2)" not in page and "&quot;" not in page
     assert "by model:" in page and "┌" in page  # the printed table, without its shape line
     assert "shape: (a, b)" in page  # a line that merely starts alike, not before a table, stays
+
+
+def halves_png(width: int, height: int) -> str:
+    """A PNG, base64 as notebooks keep it, red on its left half and blue on its right."""
+    pixels = np.zeros((height, width, 3))
+    pixels[:, : width // 2, 0] = pixels[:, width // 2 :, 2] = 1.0
+    buffer = io.BytesIO()
+    matplotlib.image.imsave(buffer, pixels, format="png")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_the_index_shows_a_one_sentence_headline_and_the_main_figure_cut_and_captioned(tmp_path):
+    caption = "The blue half: what the reader should look at."
+    figure = new_output("display_data", data={"image/png": halves_png(200, 60), "text/plain": "F"})
+    metadata = {
+        "tags": ["main-figure"],
+        "mystnb": {"figure": {"caption": caption}},
+        "dotlab": {"thumbnail": [0.5, 0, 1, 1]},  # the right half
+    }
+    path = write_notebook(
+        tmp_path / "fig.ipynb",
+        new_markdown_cell("# A figure?"),
+        new_code_cell("plot()", outputs=[figure], metadata=metadata),
+        new_markdown_cell(
+            "**Conclusion.** It is 0.5 wide, e.g. half.\nStill one sentence. Not this."
+        ),
+    )
+    build_site([path], tmp_path / "out", execute=False)
+    landing = (tmp_path / "out" / "index.html").read_text()
+    assert ": It is 0.5 wide, e.g." in landing and "Still one sentence" not in landing
+    [source] = re.findall(r'<img alt="([^"]*)" src="([^"]*)"', landing)
+    assert source == (caption, "_images/fig.png")
+    thumbnail = matplotlib.image.imread(tmp_path / "out" / source[1])
+    assert thumbnail.shape[:2] == (60, 100)  # the right half, at its own size
+    assert (thumbnail[..., 2] == 1).all() and (thumbnail[..., 0] == 0).all()  # blue, no red
+    assert 'href="fig.html"' in landing and caption in landing
+    chapter = (tmp_path / "out" / "fig.html").read_text()
+    assert re.search(r"<figcaption>\s*<p><span class=\"caption-text\">The blue half", chapter)
 
 
 def timed(path: Path, seconds: float) -> Path:

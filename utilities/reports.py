@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import importlib.util
+import io
 import logging
 import os
 import re
 import shutil
 import sys
 import tempfile
+import textwrap
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime
 from pathlib import Path
 
+import matplotlib.image
 import nbformat
 import papermill
 import yaml
@@ -28,6 +32,8 @@ from papermill.exceptions import PapermillExecutionError
 from sphinx.cmd.build import build_main
 
 CONCLUSION = "**Conclusion.**"
+FIRST_SENTENCE = re.compile(r".+?[.!?](?=\s|$)|.+")  # up to the first full stop before a space
+THUMBNAILS, COLUMN_PIXELS = "thumbnails", 660  # the article column of the book theme, about
 POLARS_SHAPE = re.compile(r"<small>shape: \([^)]*\)</small>")
 POLARS_DTYPES = re.compile(r"</tr><tr>(?:<td>[^<]*</td>)+</tr></thead>")
 QUOTED_CELL = re.compile(r"<td>&quot;(.*?)&quot;</td>")
@@ -158,13 +164,66 @@ def run_notebooks(
 
 
 def read_headline(nb: nbformat.NotebookNode) -> str:
-    """The first paragraph of the Markdown, a cell's or a displayed one, starting **Conclusion.**"""
+    """The first sentence of the Markdown, a cell's or a displayed one, starting **Conclusion.**"""
     for cell in nb.cells:
         outputs = [out.get("data", {}).get("text/markdown", "") for out in cell.get("outputs", [])]
         for text in [cell.source] if cell.cell_type == "markdown" else outputs:
             if text.strip().startswith(CONCLUSION):
-                return text.strip().removeprefix(CONCLUSION).split("\n\n")[0].replace("\n", " ")
+                paragraph = text.strip().removeprefix(CONCLUSION).split("\n\n")[0]
+                return FIRST_SENTENCE.match(" ".join(paragraph.split())).group(0)
     return ""
+
+
+def main_figure(nb: nbformat.NotebookNode) -> tuple[bytes, str, list[float] | None] | None:
+    """The figure the cell tagged `main-figure` shows: its PNG, its caption (MyST-NB's
+    `mystnb.figure.caption`) and the part a thumbnail shows (`dotlab.thumbnail`), if any."""
+    for cell in nb.cells:
+        if "main-figure" not in cell.metadata.get("tags", []):
+            continue
+        for output in cell.get("outputs", []):
+            if png := output.get("data", {}).get("image/png"):
+                caption = cell.metadata.get("mystnb", {}).get("figure", {}).get("caption", "")
+                box = cell.metadata.get("dotlab", {}).get("thumbnail")
+                return base64.b64decode(png), caption, box
+    return None
+
+
+def write_thumbnail(png: bytes, box: list[float] | None, path: Path) -> int:
+    """`png` to `path`, cut to `box` = [left, top, right, bottom] as fractions of its size; its
+    width in pixels."""
+    image = matplotlib.image.imread(io.BytesIO(png), format="png")
+    if box:
+        height, width = image.shape[:2]
+        left, top, right, bottom = box
+        image = image[
+            round(top * height) : round(bottom * height), round(left * width) : round(right * width)
+        ]
+    path.parent.mkdir(exist_ok=True)
+    matplotlib.image.imsave(path, image)
+    return image.shape[1]
+
+
+def index_entry(
+    number: int, src: Path, path: Path, errors: dict[Path, str], stems: list[str]
+) -> str:
+    """A chapter's line on the landing page: its link and headline (or its error), and the
+    thumbnail of its main figure with the figure's caption."""
+    link = f"{{doc}}`{path.stem}`" if path.stem in stems else f"`{path.name}`"
+    if path in errors:
+        return f"{number}. {link}: **did not complete:** `` {errors[path]} ``\n"
+    nb = nbformat.read(src / f"{path.stem}.ipynb", as_version=4)
+    headline = read_headline(nb)
+    entry = f"{number}. {link}" + f": {headline}" * bool(headline) + "\n"
+    if figure := main_figure(nb):
+        png, caption, box = figure
+        width = write_thumbnail(png, box, src / THUMBNAILS / f"{path.stem}.png")
+        caption = " ".join(caption.split())  # one line, as the directive's options need
+        shown = f"{width}px" if width < COLUMN_PIXELS else "100%"  # never shrunk below the column
+        options = f":width: {shown}\n:target: {path.stem}.html\n"
+        options += f":alt: {caption.replace('`', '') or 'the main figure of ' + path.stem}\n"
+        figure = f"```{{figure}} {THUMBNAILS}/{path.stem}.png\n{options}\n{caption}\n```"
+        entry += "\n" + textwrap.indent(figure, "   ") + "\n"
+    return entry
 
 
 def plain_tables(path: Path) -> None:
@@ -188,12 +247,7 @@ def write_book(src: Path, notebooks: list[Path], errors: dict[Path, str], parame
     if parameters:
         lines += ["Run with " + ", ".join(f"`{k} = {v!r}`" for k, v in parameters.items()) + "\n"]
     for number, path in enumerate(notebooks, 1):
-        link = f"{{doc}}`{path.stem}`" if path.stem in stems else f"`{path.name}`"
-        if path in errors:
-            lines.append(f"{number}. {link}: **did not complete:** `` {errors[path]} ``")
-        else:
-            headline = read_headline(nbformat.read(src / f"{path.stem}.ipynb", as_version=4))
-            lines.append(f"{number}. {link}" + f": {headline}" * bool(headline))
+        lines.append(index_entry(number, src, path, errors, stems))
     (src / "index.md").write_text("\n".join(lines) + "\n")
     (src / "conf.py").write_text("".join(f"{k} = {v!r}\n" for k, v in SPHINX_CONF.items()))
 
