@@ -47,6 +47,7 @@ from utilities import (  # noqa: E402
     predict_surprise,
     seed_everything,
 )
+from utilities.experiments import outward  # noqa: E402
 
 FOLD_SIZE, N_USERS, N_ITEMS, GOAL_RMSE = 20_000, 943, 1682, 0.900
 Ratings = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -134,17 +135,6 @@ def grid(settings: dict[str, list]) -> list[dict]:
     """Every combination of the settings, in the grid's order."""
     combinations = itertools.product(*settings.values())
     return [dict(zip(settings, values, strict=True)) for values in combinations]
-
-
-def outward(values: list, chosen) -> object | None:
-    """The next value past `chosen` when it is the smallest or largest of `values` (the same
-    ratio as its neighbour; whole numbers stay whole), else None."""
-    ordered = sorted(values)
-    if chosen not in (ordered[0], ordered[-1]) or len(ordered) < 2:
-        return None
-    near, far = (ordered[0], ordered[1]) if chosen == ordered[0] else (ordered[-1], ordered[-2])
-    value = near * near / far
-    return max(1, round(value)) if isinstance(near, int) else float(f"{value:.3g}")
 
 
 def train_setting(name: str, folds: list, fold_ids: list[int], setting: dict) -> list[dict]:

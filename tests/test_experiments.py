@@ -3,10 +3,18 @@ grid's order, so that perturbing the scores at float precision never changes a c
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import polars as pl
 
-from utilities.experiments import choose_setting, grid_edges, tune_over_seeds
+from utilities.experiments import (
+    choose_setting,
+    grid_edges,
+    outward,
+    tune_extending,
+    tune_over_seeds,
+)
 
 # mean val score per lr over 3 seeds: 1e-3 → 0.50 (se 0.01), 1e-2 → 0.505 (se 0.01), 1e-1 → 0.3
 SCORES = {1e-3: [0.49, 0.50, 0.51], 1e-2: [0.495, 0.505, 0.515], 1e-1: [0.29, 0.30, 0.31]}
@@ -63,3 +71,38 @@ def test_edges_are_reported_only_for_ends_of_numeric_grids():
     grid = {"lr": [1, 2, 3], "opt": ["adam", "sgd"]}
     assert grid_edges({"lr": 2, "opt": "sgd"}, grid) == []
     assert grid_edges({"lr": 3, "opt": "sgd"}, grid) == ["lr"]
+
+
+def test_outward_takes_the_next_value_at_the_same_ratio_and_only_past_an_end():
+    assert outward([1e-3, 1e-4, 1e-5], 1e-3) == 1e-2  # past the top, whatever the list's order
+    assert outward([1e-3, 1e-4, 1e-5], 1e-5) == 1e-6
+    assert outward([0.5, 0.1, 0.02], 0.02) == 0.004  # 0.02 * 0.02 / 0.1, by hand
+    assert outward([16, 32], 32) == 64 and isinstance(outward([16, 32], 16), int)
+    assert outward([1e-3, 1e-4, 1e-5], 1e-4) is None  # inside
+    assert outward([0.0, 1e-4], 1e-4) == 1e-3  # a decade past a neighbour of 0
+    assert outward([0.0, 1e-4], 0.0) is None  # nothing below 0
+    assert outward(["adam", "sgd"], "sgd") is None and outward([3.0], 3.0) is None
+
+
+def test_tuning_extends_an_axis_whose_choice_is_on_its_edge_until_the_choice_is_inside():
+    calls = []
+
+    def train_one(lam: float, lr: float, seed: int) -> tuple[dict, None]:
+        """Validation best at λ = 1e-6 (two steps below the grid) and at the rate 0.01."""
+        calls.append((lam, lr, seed))
+        val = abs(math.log10(lam) + 6) + seed * 1e-9 + (lr != 0.01)
+        return {"lam": lam, "lr": lr, "seed": seed, "val": val}, None
+
+    grid = {"lam": [1e-3, 1e-4], "lr": [0.01, 0.1]}
+    tuned = tune_extending(train_one, grid, [0, 1], select="val")
+    assert tuned.chosen == {"lam": 1e-6, "lr": 0.01} and tuned.edges == ["lam"]  # at its edge
+    # 1e-5, then 1e-6, added past the end they extend: the order of preference holds
+    lams = tuned.trials["lam"].unique(maintain_order=True).to_list()
+    assert lams == [1e-3, 1e-4, 1e-5, 1e-6]
+    assert tuned.trials["lr"].unique(maintain_order=True).to_list() == [1e-3, 0.01, 0.1]
+    assert len(calls) == len(set(calls)) == 4 * 3 * 2  # every setting trained once per seed
+    assert grid == {"lam": [1e-3, 1e-4], "lr": [0.01, 0.1]}  # the caller's grid untouched
+    once = tune_extending(train_one, grid, [0, 1], select="val", rounds=1)
+    assert once.chosen["lam"] == 1e-5 and once.edges == ["lam"]
+    inside = tune_extending(train_one, {"lam": [1e-5, 1e-6, 1e-7], "lr": [0.01]}, [0], select="val")
+    assert inside.chosen == {"lam": 1e-6, "lr": 0.01} and inside.trials.height == 3

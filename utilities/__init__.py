@@ -6,7 +6,7 @@ MLflow record. Everything else lives in its module (`utilities.data`, `utilities
 from utilities.collab import fit_surprise, mean_baseline_mse, predict_surprise, unseen_in_training
 from utilities.data import load_torch_data
 from utilities.device import select_device, use_device
-from utilities.experiments import run_sweep, summarise_settings, tune_over_seeds
+from utilities.experiments import run_sweep, summarise_settings, tune_extending, tune_over_seeds
 from utilities.models import (
     CollabNN,
     DotProductBias,
@@ -62,5 +62,5 @@ __all__ += ["mean_baseline_mse", "ndcg", "paired_difference", "predict", "predic
 __all__ += ["ranking_metrics", "ranks_among", "run_sweep", "sample_unseen", "sampled_ranks"]
 __all__ += ["score_all", "seed_everything", "seeds_with_mean", "select_device", "sigmoid_range"]
 __all__ += ["split_train_test", "summarise_seeds", "summarise_settings", "to_pairs"]
-__all__ += ["torch_threads", "train_reference_mlp", "training_logs_to_df", "tune_over_seeds"]
-__all__ += ["unseen_in_training", "use_device"]
+__all__ += ["torch_threads", "train_reference_mlp", "training_logs_to_df", "tune_extending"]
+__all__ += ["tune_over_seeds", "unseen_in_training", "use_device"]

@@ -82,7 +82,9 @@ def summarise_settings(
     """Per setting, in the order first tried: the mean of `select` over seeds, its standard
     error, and whether it ties with the best (within `TIE_SES` of the best's standard errors)."""
     summary = trials.group_by(keys, maintain_order=True).agg(
-        mean=pl.col(select).mean(), se=pl.col(select).std() / pl.len().sqrt(), seeds=pl.len()
+        mean=pl.col(select).mean(),
+        se=(pl.col(select).std() / pl.len().sqrt()).fill_null(0.0),  # one seed: no tolerance
+        seeds=pl.len(),
     )
     best = summary.row(
         summary.get_column("mean").arg_max() if maximise else summary.get_column("mean").arg_min(),
@@ -132,3 +134,58 @@ def tune_over_seeds(
     trials = pl.DataFrame(rows)
     chosen = choose_setting(trials, list(grid), select, maximise=maximise)
     return Tuned(trials, chosen, grid_edges(chosen, grid), fits)
+
+
+def outward(values: Sequence[Any], chosen: Any) -> Any | None:
+    """The next value past `chosen` when it is the smallest or largest of `values`, at the same
+    ratio as its neighbour (a decade beyond a neighbour of 0; whole numbers stay whole); None
+    inside the grid, at 0, on an axis of one value or of non-numbers."""
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in values):
+        return None
+    ordered = sorted(values)
+    if len(ordered) < 2 or chosen not in (ordered[0], ordered[-1]) or chosen == 0:
+        return None
+    near, far = (ordered[0], ordered[1]) if chosen == ordered[0] else (ordered[-1], ordered[-2])
+    value = near * 10 if far == 0 else near * near / far
+    return max(1, round(value)) if isinstance(near, int) else float(f"{value:.3g}")
+
+
+def tune_extending(
+    train_one: Callable[..., tuple[dict, Any]],
+    grid: Mapping[str, Sequence[Any]],
+    seeds: Sequence[int],
+    *,
+    select: str,
+    maximise: bool = False,
+    rounds: int = 2,
+    description: str = "tuning",
+) -> Tuned:
+    """`tune_over_seeds`, then, at most `rounds` times, every axis whose choice sits on its edge
+    extended one step past it (`outward`; the new value goes beside the end it extends, so the
+    grid's order of preference holds) and tuned again. Settings already trained are not trained
+    again; the returned `edges` name the axes whose choice is still on an edge."""
+    axes = {key: list(values) for key, values in grid.items()}
+    trained: dict[tuple, tuple[dict, Any]] = {}
+
+    def train_once(**setting: Any) -> tuple[dict, Any]:
+        key = tuple(setting.items())
+        if key not in trained:
+            trained[key] = train_one(**setting)
+        return trained[key]
+
+    def tune() -> Tuned:
+        return tune_over_seeds(
+            train_once, axes, seeds, select=select, maximise=maximise, description=description
+        )
+
+    tuned = tune()
+    for _ in range(rounds):
+        wider = {key: outward(axes[key], tuned.chosen[key]) for key in tuned.edges}
+        if all(value is None for value in wider.values()):
+            break
+        for key, value in wider.items():
+            if value is not None:
+                values = axes[key]
+                values.insert(0 if values[0] == tuned.chosen[key] else len(values), value)
+        tuned = tune()
+    return tuned
