@@ -96,13 +96,21 @@ def test_tuning_extends_an_axis_whose_choice_is_on_its_edge_until_the_choice_is_
     grid = {"lam": [1e-3, 1e-4], "lr": [0.01, 0.1]}
     tuned = tune_extending(train_one, grid, [0, 1], select="val")
     assert tuned.chosen == {"lam": 1e-6, "lr": 0.01} and tuned.edges == ["lam"]  # at its edge
-    # 1e-5, then 1e-6, added past the end they extend: the order of preference holds
+    # 1e-5, then 1e-6, added last in the order of preference
     lams = tuned.trials["lam"].unique(maintain_order=True).to_list()
     assert lams == [1e-3, 1e-4, 1e-5, 1e-6]
-    assert tuned.trials["lr"].unique(maintain_order=True).to_list() == [1e-3, 0.01, 0.1]
+    assert tuned.trials["lr"].unique(maintain_order=True).to_list() == [0.01, 0.1, 1e-3]
     assert len(calls) == len(set(calls)) == 4 * 3 * 2  # every setting trained once per seed
     assert grid == {"lam": [1e-3, 1e-4], "lr": [0.01, 0.1]}  # the caller's grid untouched
     once = tune_extending(train_one, grid, [0, 1], select="val", rounds=1)
     assert once.chosen["lam"] == 1e-5 and once.edges == ["lam"]
+
+    # a new value tied with the edge it extends does not take its place
+    def flat(lam: float, seed: int) -> tuple[dict, None]:
+        return {"lam": lam, "seed": seed, "val": 1.0 + seed * 1e-3 - (lam < 1e-3) * 1e-9}, None
+
+    kept = tune_extending(flat, {"lam": [1e-3, 1e-2]}, [0, 1], select="val")
+    assert kept.chosen == {"lam": 1e-3} and kept.edges == []  # inside once 1e-4 is tried
+    assert kept.trials["lam"].unique(maintain_order=True).to_list() == [1e-3, 1e-2, 1e-4]
     inside = tune_extending(train_one, {"lam": [1e-5, 1e-6, 1e-7], "lr": [0.01]}, [0], select="val")
     assert inside.chosen == {"lam": 1e-6, "lr": 0.01} and inside.trials.height == 3

@@ -161,9 +161,10 @@ def tune_extending(
     description: str = "tuning",
 ) -> Tuned:
     """`tune_over_seeds`, then, at most `rounds` times, every axis whose choice sits on its edge
-    extended one step past it (`outward`; the new value goes beside the end it extends, so the
-    grid's order of preference holds) and tuned again. Settings already trained are not trained
-    again; the returned `edges` name the axes whose choice is still on an edge."""
+    extended one step past it (`outward`) and tuned again. A new value goes last in the grid's
+    order of preference, so it is chosen only where it beats, beyond the tie tolerance, every
+    setting before it. Settings already trained are not trained again; the returned `edges` name
+    the axes whose choice is still on an edge."""
     axes = {key: list(values) for key, values in grid.items()}
     trained: dict[tuple, tuple[dict, Any]] = {}
 
@@ -185,7 +186,6 @@ def tune_extending(
             break
         for key, value in wider.items():
             if value is not None:
-                values = axes[key]
-                values.insert(0 if values[0] == tuned.chosen[key] else len(values), value)
+                axes[key].append(value)
         tuned = tune()
     return tuned
