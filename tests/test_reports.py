@@ -213,6 +213,12 @@ def test_the_index_shows_a_one_sentence_headline_and_the_main_figure_cut_and_cap
     assert (thumbnail[..., 2] == 1).all() and (thumbnail[..., 0] == 0).all()  # blue, no red
     assert 'href="fig.html"' in landing and caption in landing
     chapter = (tmp_path / "out" / "fig.html").read_text()
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[1].metadata.dotlab.thumbnail = [0.5, 0, 0.2, 1]  # its right edge left of its left one
+    nbformat.write(nb, path)
+    with pytest.raises(ReportError, match=r"fig: dotlab.thumbnail \[0.5, 0, 0.2, 1\] must be"):
+        build_site([path], tmp_path / "out", execute=False)
+    assert (tmp_path / "out" / "fig.html").read_text() == chapter  # the site built before kept
     assert re.search(r"<figcaption>\s*<p><span class=\"caption-text\">The blue half", chapter)
 
 

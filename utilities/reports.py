@@ -193,6 +193,11 @@ def write_thumbnail(png: bytes, box: list[float] | None, path: Path) -> int:
     width in pixels."""
     image = matplotlib.image.imread(io.BytesIO(png), format="png")
     if box:
+        if len(box) != 4 or not (0 <= box[0] < box[2] <= 1 and 0 <= box[1] < box[3] <= 1):
+            raise ReportError(
+                f"{path.stem}: dotlab.thumbnail {box!r} must be [left, top, right, bottom], "
+                "fractions of the figure with left < right and top < bottom."
+            )
         height, width = image.shape[:2]
         left, top, right, bottom = box
         image = image[
