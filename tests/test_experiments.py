@@ -71,6 +71,7 @@ def test_edges_are_reported_only_for_ends_of_numeric_grids():
     grid = {"lr": [1, 2, 3], "opt": ["adam", "sgd"]}
     assert grid_edges({"lr": 2, "opt": "sgd"}, grid) == []
     assert grid_edges({"lr": 3, "opt": "sgd"}, grid) == ["lr"]
+    assert grid_edges({"flag": True}, {"flag": [False, True]}) == []  # a switch has no edge
 
 
 def test_outward_takes_the_next_value_at_the_same_ratio_and_only_past_an_end():
@@ -82,6 +83,8 @@ def test_outward_takes_the_next_value_at_the_same_ratio_and_only_past_an_end():
     assert outward([0.0, 1e-4], 1e-4) == 1e-3  # a decade past a neighbour of 0
     assert outward([0.0, 1e-4], 0.0) is None  # nothing below 0
     assert outward(["adam", "sgd"], "sgd") is None and outward([3.0], 3.0) is None
+    assert outward([1, 2], 1) is None and outward([1.0, 1.0001], 1.0) is None  # nothing new
+    assert outward([-1.0, -2.0], -1.0) is None and outward([False, True], True) is None
 
 
 def test_tuning_extends_an_axis_whose_choice_is_on_its_edge_until_the_choice_is_inside():

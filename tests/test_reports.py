@@ -4,6 +4,7 @@ order given, previous/next links, the executed notebooks beside their pages, fai
 from __future__ import annotations
 
 import base64
+import html
 import io
 import re
 import signal
@@ -188,7 +189,7 @@ def halves_png(width: int, height: int) -> str:
 
 
 def test_the_index_shows_a_one_sentence_headline_and_the_main_figure_cut_and_captioned(tmp_path):
-    caption = "The blue half: what the reader should look at."
+    caption = '"Blue" half #1: what the reader should look at.'  # quotes and '#' in the alt text
     figure = new_output("display_data", data={"image/png": halves_png(200, 60), "text/plain": "F"})
     metadata = {
         "tags": ["main-figure"],
@@ -199,19 +200,17 @@ def test_the_index_shows_a_one_sentence_headline_and_the_main_figure_cut_and_cap
         tmp_path / "fig.ipynb",
         new_markdown_cell("# A figure?"),
         new_code_cell("plot()", outputs=[figure], metadata=metadata),
-        new_markdown_cell(
-            "**Conclusion.** It is 0.5 wide, e.g. half.\nStill one sentence. Not this."
-        ),
+        new_markdown_cell("**Conclusion.**\n\nIt is 0.5 wide, e.g. half.\nNot this. Nor this."),
     )
     build_site([path], tmp_path / "out", execute=False)
     landing = (tmp_path / "out" / "index.html").read_text()
-    assert ": It is 0.5 wide, e.g." in landing and "Still one sentence" not in landing
+    assert ": It is 0.5 wide, e.g. half." in landing and "Not this" not in landing
     [source] = re.findall(r'<img alt="([^"]*)" src="([^"]*)"', landing)
-    assert source == (caption, "_images/fig.png")
+    assert source == (html.escape(caption), "_images/fig.png")
     thumbnail = matplotlib.image.imread(tmp_path / "out" / source[1])
     assert thumbnail.shape[:2] == (60, 100)  # the right half, at its own size
     assert (thumbnail[..., 2] == 1).all() and (thumbnail[..., 0] == 0).all()  # blue, no red
-    assert 'href="fig.html"' in landing and caption in landing
+    assert 'href="fig.html"' in landing and "half #1: what the reader" in landing
     chapter = (tmp_path / "out" / "fig.html").read_text()
     nb = nbformat.read(path, as_version=4)
     nb.cells[1].metadata.dotlab.thumbnail = [0.5, 0, 0.2, 1]  # its right edge left of its left one
@@ -219,7 +218,7 @@ def test_the_index_shows_a_one_sentence_headline_and_the_main_figure_cut_and_cap
     with pytest.raises(ReportError, match=r"fig: dotlab.thumbnail \[0.5, 0, 0.2, 1\] must be"):
         build_site([path], tmp_path / "out", execute=False)
     assert (tmp_path / "out" / "fig.html").read_text() == chapter  # the site built before kept
-    assert re.search(r"<figcaption>\s*<p><span class=\"caption-text\">The blue half", chapter)
+    assert re.search(r"<figcaption>\s*<p><span class=\"caption-text\">.Blue. half #1", chapter)
 
 
 def timed(path: Path, seconds: float) -> Path:

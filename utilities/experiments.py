@@ -105,7 +105,11 @@ def choose_setting(
 
 def grid_edges(chosen: Mapping[str, Any], grid: Mapping[str, Sequence[Any]]) -> list[str]:
     """The keys of numeric grids whose chosen value is the smallest or largest tried."""
-    numeric = {k: v for k, v in grid.items() if all(isinstance(x, int | float) for x in v)}
+    numeric = {
+        k: v
+        for k, v in grid.items()
+        if all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+    }
     return [k for k, v in numeric.items() if len(v) > 1 and chosen[k] in (min(v), max(v))]
 
 
@@ -139,7 +143,8 @@ def tune_over_seeds(
 def outward(values: Sequence[Any], chosen: Any) -> Any | None:
     """The next value past `chosen` when it is the smallest or largest of `values`, at the same
     ratio as its neighbour (a decade beyond a neighbour of 0; whole numbers stay whole); None
-    inside the grid, at 0, on an axis of one value or of non-numbers."""
+    inside the grid, at 0, on an axis of one value, of negative values or of non-numbers, and
+    where rounding leaves no new value past `chosen`."""
     if not all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in values):
         return None
     ordered = sorted(values)
@@ -147,7 +152,9 @@ def outward(values: Sequence[Any], chosen: Any) -> Any | None:
         return None
     near, far = (ordered[0], ordered[1]) if chosen == ordered[0] else (ordered[-1], ordered[-2])
     value = near * 10 if far == 0 else near * near / far
-    return max(1, round(value)) if isinstance(near, int) else float(f"{value:.3g}")
+    value = max(1, round(value)) if isinstance(near, int) else float(f"{value:.3g}")
+    past = value > chosen if chosen == ordered[-1] else value < chosen
+    return value if past else None
 
 
 def tune_extending(

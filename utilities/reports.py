@@ -11,6 +11,7 @@ import asyncio
 import base64
 import importlib.util
 import io
+import json
 import logging
 import os
 import re
@@ -32,7 +33,9 @@ from papermill.exceptions import PapermillExecutionError
 from sphinx.cmd.build import build_main
 
 CONCLUSION = "**Conclusion.**"
-FIRST_SENTENCE = re.compile(r".+?[.!?](?=\s|$)|.+")  # up to the first full stop before a space
+# Up to the first full stop (with any closing ** or bracket) that ends the text or is followed by
+# a capital letter: "e.g. half" and "Rendle et al. (2020)" do not end a sentence.
+FIRST_SENTENCE = re.compile(r".+?[.!?][*_)\]\x22\x27’”]*(?=\s+[A-Z]|\s*$)|.+")
 THUMBNAILS, COLUMN_PIXELS = "thumbnails", 660  # the article column of the book theme, about
 POLARS_SHAPE = re.compile(r"<small>shape: \([^)]*\)</small>")
 POLARS_DTYPES = re.compile(r"</tr><tr>(?:<td>[^<]*</td>)+</tr></thead>")
@@ -169,8 +172,9 @@ def read_headline(nb: nbformat.NotebookNode) -> str:
         outputs = [out.get("data", {}).get("text/markdown", "") for out in cell.get("outputs", [])]
         for text in [cell.source] if cell.cell_type == "markdown" else outputs:
             if text.strip().startswith(CONCLUSION):
-                paragraph = text.strip().removeprefix(CONCLUSION).split("\n\n")[0]
-                return FIRST_SENTENCE.match(" ".join(paragraph.split())).group(0)
+                paragraphs = text.strip().removeprefix(CONCLUSION).split("\n\n")
+                first = next((" ".join(p.split()) for p in paragraphs if p.strip()), "")
+                return FIRST_SENTENCE.match(first).group(0) if first else ""
     return ""
 
 
@@ -192,19 +196,22 @@ def write_thumbnail(png: bytes, box: list[float] | None, path: Path) -> int:
     """`png` to `path`, cut to `box` = [left, top, right, bottom] as fractions of its size; its
     width in pixels."""
     image = matplotlib.image.imread(io.BytesIO(png), format="png")
-    if box:
-        if len(box) != 4 or not (0 <= box[0] < box[2] <= 1 and 0 <= box[1] < box[3] <= 1):
+    if box is not None:
+        height, width = image.shape[:2]
+        numbers = len(box) == 4 and all(isinstance(x, int | float) for x in box)
+        left, top, right, bottom = box if numbers else (0, 0, 0, 0)
+        rows = slice(round(top * height), round(bottom * height))
+        columns = slice(round(left * width), round(right * width))
+        if not (numbers and 0 <= left < right <= 1 and 0 <= top < bottom <= 1):
+            rows = slice(0, 0)
+        image = image[rows, columns]
+        if image.size == 0:
             raise ReportError(
                 f"{path.stem}: dotlab.thumbnail {box!r} must be [left, top, right, bottom], "
-                "fractions of the figure with left < right and top < bottom."
+                "fractions of the figure with left < right and top < bottom, a pixel or more."
             )
-        height, width = image.shape[:2]
-        left, top, right, bottom = box
-        image = image[
-            round(top * height) : round(bottom * height), round(left * width) : round(right * width)
-        ]
     path.parent.mkdir(exist_ok=True)
-    matplotlib.image.imsave(path, image)
+    matplotlib.image.imsave(path, image, cmap="gray")  # the colour map serves grey images only
     return image.shape[1]
 
 
@@ -225,9 +232,10 @@ def index_entry(
         caption = " ".join(caption.split())  # one line, as the directive's options need
         shown = f"{width}px" if width < COLUMN_PIXELS else "100%"  # never shrunk below the column
         options = f":width: {shown}\n:target: {path.stem}.html\n"
-        options += f":alt: {caption.replace('`', '') or 'the main figure of ' + path.stem}\n"
+        alt = caption.replace("`", "") or f"the main figure of {path.stem}"
+        options += f":alt: {json.dumps(alt, ensure_ascii=False)}\n"  # quoted: '#' and quotes kept
         figure = f"```{{figure}} {THUMBNAILS}/{path.stem}.png\n{options}\n{caption}\n```"
-        entry += "\n" + textwrap.indent(figure, "   ") + "\n"
+        entry += "\n" + textwrap.indent(figure, " " * len(f"{number}. ")) + "\n"  # in the item
     return entry
 
 
