@@ -36,7 +36,7 @@ CONCLUSION = "**Conclusion.**"
 # Up to the first full stop (with any closing ** or bracket) that ends the text or is followed by
 # a capital letter: "e.g. half" and "Rendle et al. (2020)" do not end a sentence.
 FIRST_SENTENCE = re.compile(r".+?[.!?][*_)\]\x22\x27’”]*(?=\s+[A-Z]|\s*$)|.+")
-THUMBNAILS, COLUMN_PIXELS = "thumbnails", 660  # the article column of the book theme, about
+THUMBNAILS, COLUMN_PIXELS = "thumbnails", 660  # about the book theme's article column, px
 POLARS_SHAPE = re.compile(r"<small>shape: \([^)]*\)</small>")
 POLARS_DTYPES = re.compile(r"</tr><tr>(?:<td>[^<]*</td>)+</tr></thead>")
 QUOTED_CELL = re.compile(r"<td>&quot;(.*?)&quot;</td>")
