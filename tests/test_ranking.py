@@ -14,6 +14,7 @@ from utilities.ranking import (
     NegativeSampler,
     full_ranks,
     hit_rate,
+    hits_and_gains,
     interaction_matrix,
     leave_one_out,
     ndcg,
@@ -24,6 +25,7 @@ from utilities.ranking import (
     sampled_ranks,
     score_all,
     to_pairs,
+    user_gains,
 )
 
 # Two users, five items. User 0 interacted with items 0 and 1 (known); its held-out item is 2.
@@ -79,6 +81,27 @@ def test_ranking_metrics_agree_with_a_loop():
     metrics = ranking_metrics(scores, target, known, negatives, k=3)
     assert metrics["hr3_full"] == pytest.approx(sum(hits) / 6)
     assert metrics["ndcg3_full"] == pytest.approx(sum(gains) / 6)
+
+
+def test_user_gains_average_to_ranking_metrics_over_each_draw():
+    generator = torch.Generator().manual_seed(1)
+    scores = torch.randn(8, 40, generator=generator)
+    known = torch.rand(8, 40, generator=generator) < 0.3
+    target = torch.randint(40, (8,), generator=generator)
+    draws = [sample_unseen(known, 6, generator) for _ in range(3)]
+    gains = user_gains(scores, target, known, draws, k=4)
+    each = [ranking_metrics(scores, target, known, draw, k=4) for draw in draws]
+    for name in ("hr4_full", "ndcg4_full"):
+        assert gains[name].mean().item() == pytest.approx(each[0][name])
+    for name in ("hr4_sampled", "ndcg4_sampled"):
+        by_draw = sum(metrics[name] for metrics in each) / 3
+        assert gains[name].mean().item() == pytest.approx(by_draw)
+
+
+def test_hits_and_gains_by_hand():
+    hits, gains = hits_and_gains(torch.tensor([0, 2, 3]), k=3)
+    assert hits.tolist() == [1.0, 1.0, 0.0]
+    assert gains.tolist() == pytest.approx([1.0, 0.5, 0.0])
 
 
 def test_leave_one_out_by_hand():
@@ -137,6 +160,21 @@ def test_sample_negatives_is_uniform_over_unseen_items():
     draws = sample_negatives(torch.zeros(4000, dtype=torch.long), known, torch.Generator())
     counts = torch.bincount(draws, minlength=4).tolist()
     assert counts[0] == counts[3] == 0 and abs(counts[1] - counts[2]) < 200
+
+
+def test_sample_negatives_draws_what_redrawing_every_clash_by_hand_draws(bundled):
+    ratings, user_table, movie_table = bundled
+    users, items = to_pairs(ratings)
+    users = users.repeat(4)  # as NegativeSampler asks: several negatives per interaction
+    known = interaction_matrix(to_pairs(ratings)[0], items, user_table.height, movie_table.height)
+    mine = sample_negatives(users, known, torch.Generator().manual_seed(3))
+    generator = torch.Generator().manual_seed(3)
+    by_hand = torch.randint(known.shape[1], users.shape, generator=generator)
+    clash = known[users, by_hand]
+    while clash.any():  # every clash redrawn, in index order, until none is left
+        by_hand[clash] = torch.randint(known.shape[1], (int(clash.sum()),), generator=generator)
+        clash = known[users, by_hand]
+    assert torch.equal(mine, by_hand)
 
 
 def test_negative_sampler_epochs():

@@ -9,7 +9,14 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from utilities.stats import Difference, compare_paired, difference_of, holm
+from utilities.stats import (
+    Difference,
+    compare_paired,
+    difference_of,
+    holm,
+    joint_verdict,
+    relate_verdicts,
+)
 
 
 def test_the_interval_is_scipys_t_interval_on_a_tiny_case():
@@ -64,3 +71,25 @@ def test_holm_steps_down_from_the_smallest_p_value():
     assert holm(family) == [True, True, True]
     family = [with_p(0.04), with_p(0.001), with_p(0.03)]  # 0.03 > 0.025 stops the walk
     assert holm(family) == [False, True, False]
+
+
+def test_a_joint_verdict_needs_every_check_to_call_it():
+    clear_up, clear_down = Difference(1.0, 0.1, 5), Difference(-1.0, 0.1, 5)
+    unclear = Difference(0.3, 0.2, 5)  # half-width 0.56: not clear
+    assert joint_verdict([clear_up, Difference(2.0, 0.1, 610)], "A", "B") == "A higher"
+    assert joint_verdict([clear_up, unclear], "A", "B") == "not distinguishable"
+    assert joint_verdict([clear_up, clear_down], "A", "B") == "not distinguishable"
+
+
+def test_verdicts_relate_as_agreeing_reversed_or_only_one_called():
+    assert relate_verdicts("A higher", "A higher") == "agree"
+    assert relate_verdicts("A higher", "B higher") == "reversed"
+    assert relate_verdicts("A higher", "not distinguishable") == "only one called"
+    assert relate_verdicts("not distinguishable", "not distinguishable") == "agree"
+
+
+def test_the_bracket_is_the_interval_to_four_decimals():
+    difference = Difference(0.01, 0.002, 5)
+    low, high = difference.interval
+    assert difference.bracket() == f"[{low:+.4f}, {high:+.4f}]"
+    assert difference.bracket(2) == "[+0.00, +0.02]"

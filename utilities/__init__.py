@@ -18,25 +18,24 @@ from utilities.models import (
 from utilities.plotting import bars_with_seeds, legend_outside, lines_with_seeds, seeds_with_mean
 from utilities.ranking import (
     NegativeSampler,
-    full_ranks,
     hit_rate,
     interaction_matrix,
     leave_one_out,
     ndcg,
-    ranking_metrics,
     ranks_among,
     sample_unseen,
-    sampled_ranks,
     score_all,
     to_pairs,
+    user_gains,
 )
 from utilities.reference import make_reference_data, train_reference_mlp
 from utilities.splits import get_data_loaders, get_rating_splits, split_train_test
 from utilities.stats import (
-    Difference,
     compare_paired,
     difference_of,
+    joint_verdict,
     paired_difference,
+    relate_verdicts,
     summarise_seeds,
 )
 from utilities.synthetic import FreshPairLoader, make_vector_pairs
@@ -52,15 +51,16 @@ from utilities.training import (
     torch_threads,
 )
 
-__all__ = ["CollabNN", "Difference", "DotProductBias", "DotProductMLP", "EarlyStopping", "Fit"]
+__all__ = ["CollabNN", "DotProductBias", "DotProductMLP", "EarlyStopping", "Fit"]
 __all__ += ["FreshPairLoader", "NegativeSampler", "bars_with_seeds", "compare_paired"]
 __all__ += ["count_parameters", "dead_unit_fractions", "difference_of", "evaluate", "fit"]
-__all__ += ["fit_surprise", "full_ranks", "get_data_loaders", "get_rating_splits"]
+__all__ += ["fit_surprise", "get_data_loaders", "get_rating_splits"]
 __all__ += ["get_thread_count", "hit_rate", "interaction_matrix", "leave_one_out", "legend_outside"]
 __all__ += ["lines_with_seeds", "load_torch_data", "make_reference_data", "make_vector_pairs"]
 __all__ += ["mean_baseline_mse", "ndcg", "paired_difference", "predict", "predict_surprise"]
-__all__ += ["ranking_metrics", "ranks_among", "run_sweep", "sample_unseen", "sampled_ranks"]
+__all__ += ["ranks_among", "run_sweep", "sample_unseen"]
 __all__ += ["score_all", "seed_everything", "seeds_with_mean", "select_device", "sigmoid_range"]
 __all__ += ["split_train_test", "summarise_seeds", "summarise_settings", "to_pairs"]
 __all__ += ["torch_threads", "train_reference_mlp", "training_logs_to_df", "tune_extending"]
-__all__ += ["tune_over_seeds", "unseen_in_training", "use_device"]
+__all__ += ["tune_over_seeds", "unseen_in_training", "use_device", "user_gains", "joint_verdict"]
+__all__ += ["relate_verdicts"]

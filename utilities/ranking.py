@@ -4,7 +4,7 @@ HR@k / NDCG@k of a held-out item ranked against every unseen item or against sam
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import polars as pl
@@ -56,10 +56,10 @@ def sample_negatives(
     """For each entry of `users`, an item drawn uniformly from those the user has not interacted
     with (draws that hit a known item are redrawn until none does)."""
     items = torch.randint(known.shape[1], users.shape, generator=generator)
-    clash = known[users, items]
-    while clash.any():
-        items[clash] = torch.randint(known.shape[1], (int(clash.sum()),), generator=generator)
-        clash = known[users, items]
+    redraw = known[users, items].nonzero().squeeze(1)  # only these are looked at again
+    while len(redraw):
+        items[redraw] = torch.randint(known.shape[1], (len(redraw),), generator=generator)
+        redraw = redraw[known[users[redraw], items[redraw]]]
     return items
 
 
@@ -159,6 +159,28 @@ def sampled_ranks(
     target, negatives = target.to(scores.device), negatives.to(scores.device)
     targets = scores.gather(1, target.unsqueeze(1)).squeeze(1)
     return ranks_among(targets, scores.gather(1, negatives))
+
+
+def hits_and_gains(ranks: torch.Tensor, k: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per user: 1.0 where the held-out item ranks in the top `k` (else 0.0), and its NDCG gain."""
+    inside = (ranks < k).double()
+    return inside, inside / torch.log2(ranks.double() + 2.0)
+
+
+def user_gains(
+    scores: torch.Tensor,
+    target: torch.Tensor,
+    known: torch.Tensor,
+    negative_draws: Sequence[torch.Tensor],
+    k: int = 10,
+) -> dict[str, torch.Tensor]:
+    """Each user's hit and NDCG gain at `k` against every unseen item (`full`) and against each
+    draw of sampled negatives (`sampled`, averaged over the draws): `ranking_metrics` per user."""
+    full = hits_and_gains(full_ranks(scores, target, known), k)
+    drawn = [hits_and_gains(sampled_ranks(scores, target, draw), k) for draw in negative_draws]
+    sampled = [torch.stack(values).mean(0) for values in zip(*drawn, strict=True)]
+    names = [f"hr{k}_full", f"ndcg{k}_full", f"hr{k}_sampled", f"ndcg{k}_sampled"]
+    return dict(zip(names, [*full, *sampled], strict=True))
 
 
 def ranking_metrics(

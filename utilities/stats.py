@@ -76,9 +76,29 @@ class Difference:
         first_wins = (self.mean < 0) if lower else (self.mean > 0)
         return f"{first if first_wins else second} {'lower' if lower else 'higher'}"
 
+    def bracket(self, digits: int = 4) -> str:
+        """The t-interval as text: `[low, high]` with signs, to `digits` decimals."""
+        low, high = self.interval
+        return f"[{low:+.{digits}f}, {high:+.{digits}f}]"
+
     def __str__(self) -> str:
         low, high = self.interval
         return f"{self.mean:+.3g} ± {self.se:.2g} [{low:+.3g}, {high:+.3g}] (n={self.n})"
+
+
+def joint_verdict(differences: Sequence[Difference], first: str, second: str) -> str:
+    """The verdict all of `differences` call (e.g. over seeds and over users), else `'not
+    distinguishable'`: a claim stands only where every way of checking it makes it."""
+    called = {difference.verdict(first, second) for difference in differences}
+    return called.pop() if len(called) == 1 else "not distinguishable"
+
+
+def relate_verdicts(one: str, other: str) -> str:
+    """How two verdicts on one pair relate: `'agree'`, `'reversed'` (both called, opposite
+    ways) or `'only one called'` (a difference in power, not in direction)."""
+    if one == other:
+        return "agree"
+    return "only one called" if "not distinguishable" in (one, other) else "reversed"
 
 
 def difference_of(differences: Sequence[float], confidence: float = CONFIDENCE) -> Difference:
