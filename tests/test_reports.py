@@ -270,6 +270,27 @@ def test_command_line_errors_end_in_one_line(tmp_path, monkeypatch, capsys, argv
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.ipynb"]
 
 
+def site_files(site: Path) -> dict[str, bytes]:
+    """Every file of a built site by its path inside it, but the executed notebooks (their
+    papermill metadata holds start times and durations) and Sphinx's `.buildinfo` (a hash of
+    the build's configuration)."""
+    files = (p for p in site.rglob("*") if p.is_file() and p.suffix != ".ipynb")
+    return {str(p.relative_to(site)): p.read_bytes() for p in files if p.name != ".buildinfo"}
+
+
+def test_notebooks_side_by_side_make_the_same_site_as_one_at_a_time(tmp_path):
+    paths = [parameterised_notebook(tmp_path / f"{name}.ipynb") for name in ("b", "a")]
+    sites = {}
+    for jobs in (1, 2):
+        main([*map(str, paths), "--jobs", str(jobs), "--output-dir", str(tmp_path / f"j{jobs}")])
+        sites[jobs] = site_files(tmp_path / f"j{jobs}")
+    assert {"b.html", "a.html", "index.html"} <= set(sites[1])
+    assert sites[1].keys() == sites[2].keys()
+    differing = [name for name in sites[1] if sites[1][name] != sites[2][name]]
+    assert differing == []
+    assert landing_entries((tmp_path / "j2" / "index.html").read_text()) == ["b", "a"]
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_a_failing_notebook_shows_its_error_and_the_others_are_built(tmp_path, capsys, jobs):
     paths = [
