@@ -38,23 +38,35 @@ from utilities import get_thread_count  # noqa: E402
 N_USERS, N_ITEMS, BIG_BATCH, SMALL_BATCH, DIM = 610, 9_724, 8_192, 256, 8
 
 
-class DotProduct(nn.Module):
-    """Notebook 07's dot product with biases; `penalty` is the batch rows' mean squared length."""
+class Tables(nn.Module):
+    """Notebook 07's embedding tables; `penalty` is the batch rows' mean squared length."""
 
-    def __init__(self, n_factors: int = 32) -> None:
+    def __init__(self, n_factors: int) -> None:
         super().__init__()
         self.user = nn.Parameter(torch.randn(N_USERS, n_factors) * 0.1)
         self.item = nn.Parameter(torch.randn(N_ITEMS, n_factors) * 0.1)
+
+    def rows(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's user and item rows, keeping their penalty."""
+        p, q = self.user.index_select(0, users), self.item.index_select(0, items)
+        self.penalty = ((p**2).sum(-1) + (q**2).sum(-1)).mean()
+        return p, q
+
+
+class DotProduct(Tables):
+    """Notebook 07's dot product: <p_u, q_i> + b_u + b_i."""
+
+    def __init__(self, n_factors: int = 32) -> None:
+        super().__init__(n_factors)
         self.user_bias, self.item_bias = (nn.Parameter(torch.zeros(n)) for n in (N_USERS, N_ITEMS))
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        p, q = self.user.index_select(0, users), self.item.index_select(0, items)
-        self.penalty = ((p**2).sum(-1) + (q**2).sum(-1)).mean()
+        p, q = self.rows(users, items)
         biases = self.user_bias.index_select(0, users) + self.item_bias.index_select(0, items)
         return (p * q).sum(-1) + biases
 
 
-class TowerMLP(DotProduct):
+class TowerMLP(Tables):
     """Notebook 07's MLP: [p_u, q_i] through Linear + ReLU layers 2F → F → F/2 → F/4 → 1."""
 
     def __init__(self, n_factors: int = 64) -> None:
@@ -64,9 +76,7 @@ class TowerMLP(DotProduct):
         self.tower = nn.Sequential(*layers, nn.Linear(widths[-1], 1))
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        p, q = self.user.index_select(0, users), self.item.index_select(0, items)
-        self.penalty = ((p**2).sum(-1) + (q**2).sum(-1)).mean()
-        return self.tower(torch.cat([p, q], dim=-1)).squeeze(-1)
+        return self.tower(torch.cat(self.rows(users, items), dim=-1)).squeeze(-1)
 
 
 def deep_mlp(depth: int, width: int) -> nn.Module:
