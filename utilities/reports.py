@@ -81,8 +81,13 @@ class StoppableKernelManager(AsyncKernelManager):
 
 PAPERMILL = {
     "kernel_manager_class": StoppableKernelManager,
-    # quiet: its warning about TCP, and the interrupt jupyter_client sends at every shutdown
-    "extra_arguments": ["--IPKernelApp.log_level=CRITICAL"],
+    # quiet: its warning about TCP, the interrupt jupyter_client sends at every shutdown, and
+    # tornado's traceback when ipykernel flushes output into a socket it has just closed (a race
+    # at shutdown, ipykernel#1518); a cell's errors reach the notebook by messages, not by logs
+    "extra_arguments": [
+        "--IPKernelApp.log_level=CRITICAL",
+        '--IPKernelApp.logging_config={"loggers": {"tornado": {"level": "CRITICAL"}}}',
+    ],
     "interrupt_on_timeout": True,  # the kernel is then idle when it is shut down
     "progress_bar": False,
 }
