@@ -103,6 +103,7 @@ def test_tuning_extends_an_axis_whose_choice_is_on_its_edge_until_the_choice_is_
     lams = tuned.trials["lam"].unique(maintain_order=True).to_list()
     assert lams == [1e-3, 1e-4, 1e-5, 1e-6]
     assert tuned.trials["lr"].unique(maintain_order=True).to_list() == [0.01, 0.1, 1e-3]
+    assert tuned.tried == {"lam": [1e-3, 1e-4, 1e-5, 1e-6], "lr": [0.01, 0.1, 1e-3]}
     assert len(calls) == len(set(calls)) == 4 * 3 * 2  # every setting trained once per seed
     assert grid == {"lam": [1e-3, 1e-4], "lr": [0.01, 0.1]}  # the caller's grid untouched
     once = tune_extending(train_one, grid, [0, 1], select="val", rounds=1)

@@ -1,4 +1,4 @@
-"""The dot-product MLP and the probes of its ReLU layers."""
+"""The dot-product MLP and the probes of its ReLU layers; the rating models and their scores."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import pytest
 import torch
 from torch import nn
 
+from utilities.collab import rating_scores
 from utilities.models import (
     DotProductMLP,
+    FastbookDotProductBias,
+    MatrixFactorisation,
     count_parameters,
     dead_unit_fractions,
     linear_gradient_norms,
@@ -85,3 +88,42 @@ def test_a_dead_layer_stops_every_gradient_before_it():
     assert norms[3] == 0  # the output layer sees only a constant, but its bias learns
     assert net[0].weight.grad is None  # gradients are cleared afterwards
     assert dead_unit_fractions(net, x)[1] == 1.0
+
+
+def test_matrix_factorisation_by_hand_and_without_factors_the_biases_alone():
+    torch.manual_seed(0)
+    model = MatrixFactorisation(4, 3, 2, mean=3.5)
+    users, movies = torch.tensor([0, 3, 3]), torch.tensor([2, 2, 0])
+    by_hand = [
+        3.5
+        + model.user_bias[u].item()
+        + model.movie_bias[m].item()
+        + sum(model.user_factors[u, k].item() * model.movie_factors[m, k].item() for k in range(2))
+        for u, m in zip(users.tolist(), movies.tolist(), strict=True)
+    ]
+    assert torch.allclose(model(users, movies), torch.tensor(by_hand), atol=1e-6)
+    biases = MatrixFactorisation(4, 3, 0, mean=3.5)
+    expected = 3.5 + biases.user_bias[users] + biases.movie_bias[movies]
+    assert torch.equal(biases(users, movies), expected)
+    assert sum(p.numel() for p in biases.parameters()) == 4 + 3
+
+
+def test_fastbooks_model_is_a_stretched_sigmoid_of_the_dot_product_and_both_biases():
+    torch.manual_seed(0)
+    model = FastbookDotProductBias(4, 3, 2, y_range=(0.0, 5.5))
+    u, m = 1, 2
+    dot = (model.user_factors.weight[u] * model.movie_factors.weight[m]).sum()
+    logit = dot + model.user_bias.weight[u, 0] + model.movie_bias.weight[m, 0]
+    expected = 5.5 / (1 + torch.exp(-logit))
+    assert torch.allclose(model(torch.tensor([u]), torch.tensor([m])), expected.reshape(1))
+
+
+def test_rating_scores_by_hand_on_four_ratings_one_of_them_cold():
+    predictions = torch.tensor([3.0, 4.0, 2.0, 5.0])
+    targets = torch.tensor([3.0, 3.0, 4.0, 4.0])
+    cold = torch.tensor([False, False, False, True])
+    scores = rating_scores(predictions, targets, cold)
+    assert scores["test_rmse"] == pytest.approx(((0 + 1 + 4 + 1) / 4) ** 0.5)
+    assert scores["seen_rmse"] == pytest.approx(((0 + 1 + 4) / 3) ** 0.5)
+    assert scores["unseen_rmse"] == pytest.approx(1.0)
+    assert scores["unseen_prediction"] == pytest.approx(5.0)

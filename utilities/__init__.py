@@ -3,7 +3,13 @@ data and splits, vector pairs and Rendle et al.'s protocol, the shared models, o
 function (`fit`), tuning over seeds, paired differences, ranking metrics, spread figures and the
 MLflow record. Everything else lives in its module (`utilities.data`, `utilities.tracking`, ...)."""
 
-from utilities.collab import fit_surprise, mean_baseline_mse, predict_surprise, unseen_in_training
+from utilities.collab import (
+    fit_surprise,
+    mean_baseline_mse,
+    predict_surprise,
+    rating_scores,
+    unseen_in_training,
+)
 from utilities.data import load_torch_data
 from utilities.device import select_device, use_device
 from utilities.experiments import run_sweep, summarise_settings, tune_extending, tune_over_seeds
@@ -11,6 +17,8 @@ from utilities.models import (
     CollabNN,
     DotProductBias,
     DotProductMLP,
+    FastbookDotProductBias,
+    MatrixFactorisation,
     count_parameters,
     dead_unit_fractions,
     sigmoid_range,
@@ -64,3 +72,4 @@ __all__ += ["split_train_test", "summarise_seeds", "summarise_settings", "to_pai
 __all__ += ["torch_threads", "train_reference_mlp", "training_logs_to_df", "tune_extending"]
 __all__ += ["tune_over_seeds", "unseen_in_training", "use_device", "user_gains", "joint_verdict"]
 __all__ += ["relate_verdicts"]
+__all__ += ["FastbookDotProductBias", "MatrixFactorisation", "rating_scores"]

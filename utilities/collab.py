@@ -24,6 +24,20 @@ def unseen_in_training(train: Ratings, other: Ratings) -> torch.Tensor:
     return ~(seen_users & seen_movies)
 
 
+def rating_scores(
+    predictions: torch.Tensor, targets: torch.Tensor, cold: torch.Tensor
+) -> dict[str, float]:
+    """RMSE overall, on the ratings seen and unseen (`cold`) in training, and the mean prediction
+    on the unseen ones."""
+    errors = (predictions.double() - targets.double()) ** 2
+    return {
+        "test_rmse": errors.mean().sqrt().item(),
+        "seen_rmse": errors[~cold].mean().sqrt().item(),
+        "unseen_rmse": errors[cold].mean().sqrt().item(),
+        "unseen_prediction": predictions[cold].double().mean().item(),
+    }
+
+
 def fit_surprise(algorithm, train: Ratings):
     """Train a Surprise algorithm on the training ratings (raw ids are the mapped ids)."""
     frame = {"user": train[0].numpy(), "movie": train[1].numpy(), "rating": train[2].numpy()}

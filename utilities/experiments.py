@@ -70,6 +70,11 @@ class Tuned:
         return {seed: fit for (setting, seed), fit in self.every_fit.items() if setting == chosen}
 
     @property
+    def tried(self) -> dict[str, list[Any]]:
+        """Every value each axis tried, in the order tried."""
+        return {key: self.trials[key].unique(maintain_order=True).to_list() for key in self.chosen}
+
+    @property
     def results(self) -> pl.DataFrame:
         """The chosen setting's rows, one per seed."""
         chosen = [pl.col(key) == value for key, value in self.chosen.items()]

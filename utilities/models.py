@@ -89,6 +89,52 @@ class DotProductBias(nn.Module):
         return sigmoid_range((self.linear(dot) + biases).squeeze(1), *self.y_range)
 
 
+class FastbookDotProductBias(nn.Module):
+    """fastbook chapter 8's DotProductBias: a bias per user and per movie plus the dot product,
+    through a sigmoid stretched to `y_range`; N(0, 0.01²) as fastai initialises embeddings."""
+
+    def __init__(self, n_users, n_movies, n_factors, y_range=(0.0, 5.5)):
+        super().__init__()
+        self.user_factors, self.user_bias = (
+            nn.Embedding(n_users, n_factors),
+            nn.Embedding(n_users, 1),
+        )
+        self.movie_factors, self.movie_bias = (
+            nn.Embedding(n_movies, n_factors),
+            nn.Embedding(n_movies, 1),
+        )
+        for table in (self.user_factors, self.user_bias, self.movie_factors, self.movie_bias):
+            nn.init.normal_(table.weight, std=0.01)
+        self.y_range = y_range
+
+    def forward(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
+        res = (self.user_factors(users) * self.movie_factors(movies)).sum(1, keepdim=True)
+        res = res + self.user_bias(users) + self.movie_bias(movies)
+        return sigmoid_range(res.squeeze(1), *self.y_range)
+
+
+def create_params(*shape: int) -> nn.Parameter:
+    """A trainable tensor drawn from N(0, 0.01²) (notebook 06 writes it out)."""
+    return nn.Parameter(torch.randn(*shape) * 0.01)
+
+
+class MatrixFactorisation(nn.Module):
+    """Notebook 06's model: mean rating + user bias + movie bias + user·movie factors, from
+    hand-made parameters (`n_factors=0`: the biases alone)."""
+
+    def __init__(self, n_users: int, n_movies: int, n_factors: int, mean: float):
+        super().__init__()
+        self.user_factors = create_params(n_users, n_factors)
+        self.movie_factors = create_params(n_movies, n_factors)
+        self.user_bias = create_params(n_users)
+        self.movie_bias = create_params(n_movies)
+        self.mean = mean
+
+    def forward(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
+        dots = (self.user_factors[users] * self.movie_factors[movies]).sum(1)
+        return self.mean + self.user_bias[users] + self.movie_bias[movies] + dots
+
+
 class CollabNN(nn.Module):
     """Notebook 05's model: user and movie embeddings concatenated, then Linear → ReLU →
     Linear and the same stretched sigmoid."""
