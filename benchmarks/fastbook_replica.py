@@ -2,7 +2,7 @@
 fastai's `CollabDataLoaders` draws, then every difference from fastai's recipe made one at a time.
 
     python benchmarks/fastbook_replica.py [--data-dir FOLDER] [--seeds 0 1 2 3 4]
-        [--anchor-csv fastai.csv] [--csv replica.csv]
+        [--arms ARM ...] [--anchor-csv fastai.csv] [--csv replica.csv]
 
 The split is fastai's `RandomSplitter(0.2, seed)`: `torch.manual_seed(seed)`, `randperm` of the
 rows of `u.data` joined with `u.item`'s titles (items by title), the first 20% for validation.
@@ -191,12 +191,12 @@ def summarise(results: pl.DataFrame, anchor: pl.DataFrame | None) -> pl.DataFram
     fastai run given, the paired difference of its replica arm from it."""
     replica = results.filter(pl.col("arm") == next(iter(ARMS)))
     rows = []
-    for arm in ARMS:
-        runs = results.filter(pl.col("arm") == arm).join(replica, on="seed", suffix="_replica")
-        mse = runs.get_column("mse")
+    for arm in results.get_column("arm").unique(maintain_order=True):  # the arms run
+        mse = results.filter(pl.col("arm") == arm).get_column("mse")
         row = {"arm": arm, "mse": mse.mean(), "sd": mse.std(), "rmse": mse.mean() ** 0.5}
+        runs = results.filter(pl.col("arm") == arm).join(replica, on="seed", suffix="_replica")
         if arm != next(iter(ARMS)) and runs.height > 1:
-            row["difference"] = f"− replica: {difference_of(mse - runs['mse_replica'])}"
+            row["difference"] = f"− replica: {difference_of(runs['mse'] - runs['mse_replica'])}"
         rows.append(row)
     for fastai_model, arm in ANCHOR_PAIRS.items():
         if anchor is None or anchor.filter(pl.col("model") == fastai_model).height < 2:
@@ -215,6 +215,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("DOTLAB_ML100K_COPY"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     parser.add_argument("--anchor-csv", type=Path, help="fastbook_anchor.py's --csv table")
     parser.add_argument("--csv", type=Path, help="also write the per-seed table here")
     args = parser.parse_args()
@@ -226,7 +227,7 @@ def main() -> None:
         raise SystemExit(f"error: --anchor-csv {args.anchor_csv}: no such file")
     data = load_ratings(Path(args.data_dir))
     rows = []
-    for arm in ARMS:
+    for arm in args.arms:
         for seed in args.seeds:
             rows.append({"arm": arm, "seed": seed, "mse": train_arm(arm, data, seed)})
             print(f"{arm} seed {seed}: MSE {rows[-1]['mse']:.4f}", file=sys.stderr)

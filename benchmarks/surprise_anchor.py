@@ -2,12 +2,14 @@
 GroupLens' u1–u5 folds (rebuilt from `u.data` as the archive's `mku.sh` builds them).
 
     python benchmarks/surprise_anchor.py [--data-dir FOLDER] [--seeds 0 1 2]
+        [--algorithms BaselineOnly SVD SVDpp] [--csv table.csv]
 
 FOLDER holds GroupLens' `u.data` (default: `DOTLAB_ML100K_COPY`, else the project's cache of
 ml-100k). `mku.sh` makes fold i's test set the i-th block of 20,000 lines of `u.data` and its
 training set the other 80,000 lines (each then sorted by user and item, which changes nothing
 here). Prints, per algorithm at its defaults, the test RMSE of every fold and seed, their mean
-and sd, and Surprise's published number (its own folds are random 5-fold splits, not u1–u5).
+and sd, and Surprise's published number (its own folds are random 5-fold splits, not u1–u5);
+`--csv` also writes that table.
 """
 
 from __future__ import annotations
@@ -77,13 +79,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="folder with GroupLens' u.data")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    add = parser.add_argument
+    add("--algorithms", nargs="+", choices=list(ALGORITHMS), default=list(ALGORITHMS))
+    parser.add_argument("--csv", type=Path, help="also write the table here")
     args = parser.parse_args()
     u_data = find_u_data(args.data_dir)
     rows = []
     with tempfile.TemporaryDirectory(prefix="dotlab-u-folds-") as folder:
         reader = Reader(line_format="user item rating timestamp", sep="\t")
         folds = Dataset.load_from_folds(write_folds(u_data, Path(folder)), reader=reader)
-        for name in ALGORITHMS:
+        for name in args.algorithms:
             for seed in args.seeds if name != "BaselineOnly" else args.seeds[:1]:
                 start = time.perf_counter()
                 rmses = run_algorithm(name, folds, seed)
@@ -112,6 +117,8 @@ def main() -> None:
     print(f"# u1–u5 folds rebuilt from {u_data.name}; seeds {args.seeds}")
     with pl.Config(tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
         print(table)
+    if args.csv:
+        table.write_csv(args.csv)
 
 
 if __name__ == "__main__":
