@@ -11,7 +11,7 @@ notebooks' shapes one copy at a time against K copies batched, and prints the ra
 `K x (seconds a step of one copy) / (seconds a batched step)`: above 1 the batching pays. It
 first checks on one case that every batched copy ends where its own loop ends.
 
-Workloads: notebook 07's dot product (610 users, 9,724 items, 32 factors, biases, batch 8,192,
+Workloads: notebook 08's dot product (610 users, 9,724 items, 32 factors, biases, batch 8,192,
 BCE plus L2 on the batch's rows) and its MLP tower at 64 factors; notebook 02's networks of
 2,500 parameters at depth 1 (width 147) and 8 (width 17) on dimension-8 pairs, batch 256.
 """
@@ -39,7 +39,7 @@ N_USERS, N_ITEMS, BIG_BATCH, SMALL_BATCH, DIM = 610, 9_724, 8_192, 256, 8
 
 
 class Tables(nn.Module):
-    """Notebook 07's embedding tables; `penalty` is the batch rows' mean squared length."""
+    """Notebook 08's embedding tables; `penalty` is the batch rows' mean squared length."""
 
     def __init__(self, n_factors: int) -> None:
         super().__init__()
@@ -54,7 +54,7 @@ class Tables(nn.Module):
 
 
 class DotProduct(Tables):
-    """Notebook 07's dot product: <p_u, q_i> + b_u + b_i."""
+    """Notebook 08's dot product: <p_u, q_i> + b_u + b_i."""
 
     def __init__(self, n_factors: int = 32) -> None:
         super().__init__(n_factors)
@@ -67,7 +67,7 @@ class DotProduct(Tables):
 
 
 class TowerMLP(Tables):
-    """Notebook 07's MLP: [p_u, q_i] through Linear + ReLU layers 2F → F → F/2 → F/4 → 1."""
+    """Notebook 08's MLP: [p_u, q_i] through Linear + ReLU layers 2F → F → F/2 → F/4 → 1."""
 
     def __init__(self, n_factors: int = 64) -> None:
         super().__init__(n_factors)
@@ -87,7 +87,7 @@ def deep_mlp(depth: int, width: int) -> nn.Module:
 
 
 def ranking_batch(generator: torch.Generator, shape: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
-    """Random (users, items, labels) of `shape`, as notebook 07's sampler yields them."""
+    """Random (users, items, labels) of `shape`, as notebook 08's sampler yields them."""
     users = torch.randint(N_USERS, shape, generator=generator)
     items = torch.randint(N_ITEMS, shape, generator=generator)
     return users, items, torch.randint(2, shape, generator=generator).float()
@@ -110,8 +110,8 @@ def pairs_loss(prediction: torch.Tensor, target: torch.Tensor, model: nn.Module)
 
 
 WORKLOADS = {  # name: (model factory, batch maker, batch size, loss)
-    "07 dot product, 32 factors": (DotProduct, ranking_batch, BIG_BATCH, ranking_loss),
-    "07 MLP, 64 factors": (TowerMLP, ranking_batch, BIG_BATCH, ranking_loss),
+    "08 dot product, 32 factors": (DotProduct, ranking_batch, BIG_BATCH, ranking_loss),
+    "08 MLP, 64 factors": (TowerMLP, ranking_batch, BIG_BATCH, ranking_loss),
     "02 depth 1 x 147": (lambda: deep_mlp(1, 147), pairs_batch, SMALL_BATCH, pairs_loss),
     "02 depth 8 x 17": (lambda: deep_mlp(8, 17), pairs_batch, SMALL_BATCH, pairs_loss),
 }
@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("--copies", type=int, nargs="+", default=[3, 5, 15])
     args = parser.parse_args()
     torch.set_num_threads(get_thread_count())
-    check = "07 dot product, 32 factors"
+    check = "08 dot product, 32 factors"
     print(
         f"{check}: 3 batched copies against their own loops, 20 steps: largest difference "
         f"{copies_match_their_own_loops(check):.1e}"

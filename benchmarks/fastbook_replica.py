@@ -109,7 +109,7 @@ ARMS = {
     "torch's N(0, 1) embeddings": Arm(init="torch"),
     "L2 in the gradient (Adam)": Arm(optimizer=named(fastai_adam, "adam_l2", coupled=True)),
     "trained on 70% of ratings": Arm(keep=7 / 8),
-    "notebook 06's recipe (torch defaults)": Arm(optimizer=TORCH_ADAM, schedule=TORCH_ONE_CYCLE),
+    "notebook 07's recipe (torch defaults)": Arm(optimizer=TORCH_ADAM, schedule=TORCH_ONE_CYCLE),
     "rows drawn with replacement (fastai today)": Arm(replacement=True),
 }
 

@@ -1,5 +1,5 @@
-"""What the rating notebooks (04–06) share besides their models: the mean baseline, which test
-ratings are cold, and Surprise's models on the same split."""
+"""What the rating notebooks (04–07) share besides their models: the mean baseline, which test
+ratings are cold, their scores, and Surprise's models on the same split."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The shared models: the dot-product MLP (01–03) with probes of its ReLU layers, and the rating
-models 04 and 05 teach, which a later notebook trains again."""
+models 04–06 teach and fastbook's recipe, which notebook 07 trains again."""
 
 from __future__ import annotations
 
