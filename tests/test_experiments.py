@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import polars as pl
+import pytest
 
 from utilities.experiments import (
     choose_setting,
@@ -37,6 +38,20 @@ def test_a_setting_within_two_standard_errors_of_the_best_wins_by_grid_order():
     # a setting listed first but far below the best (0.3 against 0.505 ± 0.006) is not tied
     far_first = pl.concat([trials().filter(lr=1e-1), trials().filter(pl.col("lr") < 1e-1)])
     assert choose_setting(far_first, ["lr"], "val", maximise=True) == {"lr": 1e-3}
+
+
+def test_a_relative_tolerance_widens_the_tie_beyond_two_standard_errors():
+    # one seed each: no standard error, so only the tolerance can tie (0.95 is 5% below 1.0)
+    rows = [{"lr": 1e-3, "seed": 0, "val": 0.95}, {"lr": 1e-2, "seed": 0, "val": 1.0}]
+    one_seed = pl.DataFrame(rows)
+    assert choose_setting(one_seed, ["lr"], "val", maximise=True) == {"lr": 1e-2}
+    assert choose_setting(one_seed, ["lr"], "val", maximise=True, tolerance=0.06) == {"lr": 1e-3}
+    assert choose_setting(one_seed, ["lr"], "val", maximise=True, tolerance=0.04) == {"lr": 1e-2}
+    # minimising: 1.05 is within 6% of 1.0, by hand
+    lower = one_seed.with_columns(val=pl.Series([1.0, 1.05]))
+    assert choose_setting(lower, ["lr"], "val", maximise=False, tolerance=0.06) == {"lr": 1e-3}
+    with pytest.raises(ValueError, match="tolerance must be a fraction in"):
+        choose_setting(one_seed, ["lr"], "val", maximise=True, tolerance=1.5)
 
 
 def test_minimising_picks_the_lowest_mean():

@@ -225,6 +225,19 @@ def test_extra_callbacks_see_every_epoch():
     assert recorder.losses[-1] == pytest.approx(evaluate(result.model, train))
 
 
+def test_an_interrupt_during_a_fit_is_a_keyboard_interrupt_not_lightnings_exit():
+    """Lightning turns Ctrl-C into sys.exit(1); fit hands the caller the interrupt back."""
+    from pytorch_lightning.callbacks import Callback
+
+    class CtrlC(Callback):
+        def on_train_epoch_end(self, trainer, module):
+            raise KeyboardInterrupt
+
+    model, train, _, _ = pair_case(None)
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, train, epochs=3, lr=0.01, accelerator="cpu", callbacks=[CtrlC()])
+
+
 def test_at_learning_rate_0_every_epoch_loss_is_the_mse_of_all_rows(bundled):
     """Batches of 300, 300, 300 and 100: a mean of the batch means would be off."""
     ratings, users, movies = bundled

@@ -82,10 +82,18 @@ class Tuned:
 
 
 def summarise_settings(
-    trials: pl.DataFrame, keys: Sequence[str], select: str, *, maximise: bool
+    trials: pl.DataFrame,
+    keys: Sequence[str],
+    select: str,
+    *,
+    maximise: bool,
+    tolerance: float = 0.0,
 ) -> pl.DataFrame:
     """Per setting, in the order first tried: the mean of `select` over seeds, its standard
-    error, and whether it ties with the best (within `TIE_SES` of the best's standard errors)."""
+    error, and whether it ties with the best: within `TIE_SES` of the best's standard errors,
+    or within `tolerance` (a fraction of the best's mean), whichever is wider."""
+    if not 0.0 <= tolerance < 1.0:
+        raise ValueError(f"tolerance must be a fraction in [0, 1), got {tolerance!r}.")
     summary = trials.group_by(keys, maintain_order=True).agg(
         mean=pl.col(select).mean(),
         se=(pl.col(select).std() / pl.len().sqrt()).fill_null(0.0),  # one seed: no tolerance
@@ -96,15 +104,21 @@ def summarise_settings(
         named=True,
     )
     gap = (pl.col("mean") - best["mean"]) * (1 if maximise else -1)
-    return summary.with_columns(tied=gap >= -TIE_SES * best["se"])
+    allowed = max(TIE_SES * best["se"], tolerance * abs(best["mean"]))
+    return summary.with_columns(tied=gap >= -allowed)
 
 
 def choose_setting(
-    trials: pl.DataFrame, keys: Sequence[str], select: str, *, maximise: bool
+    trials: pl.DataFrame,
+    keys: Sequence[str],
+    select: str,
+    *,
+    maximise: bool,
+    tolerance: float = 0.0,
 ) -> dict[str, Any]:
-    """The first setting (in the order tried) whose mean `select` over seeds is within two
-    standard errors of the best mean: noise far below that error cannot change the choice."""
-    summary = summarise_settings(trials, keys, select, maximise=maximise)
+    """The first setting (in the order tried) that ties with the best (`summarise_settings`):
+    noise far below the tie's width cannot change the choice."""
+    summary = summarise_settings(trials, keys, select, maximise=maximise, tolerance=tolerance)
     return summary.filter("tied").select(keys).row(0, named=True)
 
 
@@ -125,10 +139,12 @@ def tune_over_seeds(
     *,
     select: str,
     maximise: bool = False,
+    tolerance: float = 0.0,
     description: str = "tuning",
 ) -> Tuned:
     """Train every setting of `grid` at every seed with `train_one(**setting, seed=...)`, which
-    returns a row (with `select`, validation only) and its fit; choose with `choose_setting`.
+    returns a row (with `select`, validation only) and its fit; choose with `choose_setting`
+    (`tolerance`: the fraction of the best mean within which settings tie, beside two se).
 
     The grid is listed in order of preference: among tied settings, the first one wins (list
     the simpler or more regularised values first). Every fit is kept beside its row.
@@ -141,7 +157,7 @@ def tune_over_seeds(
         rows.append(row)
         fits[tuple(setting.values()), seed] = fitted
     trials = pl.DataFrame(rows)
-    chosen = choose_setting(trials, list(grid), select, maximise=maximise)
+    chosen = choose_setting(trials, list(grid), select, maximise=maximise, tolerance=tolerance)
     return Tuned(trials, chosen, grid_edges(chosen, grid), fits)
 
 
@@ -169,6 +185,7 @@ def tune_extending(
     *,
     select: str,
     maximise: bool = False,
+    tolerance: float = 0.0,
     rounds: int = 2,
     description: str = "tuning",
 ) -> Tuned:
@@ -188,7 +205,13 @@ def tune_extending(
 
     def tune() -> Tuned:
         return tune_over_seeds(
-            train_once, axes, seeds, select=select, maximise=maximise, description=description
+            train_once,
+            axes,
+            seeds,
+            select=select,
+            maximise=maximise,
+            tolerance=tolerance,
+            description=description,
         )
 
     tuned = tune()

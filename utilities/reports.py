@@ -308,7 +308,7 @@ def build_site(
     *,
     execute: bool = True,
     parameters: dict | None = None,
-    timeout: int = 1800,
+    timeout: int = 3600,
     jobs: int | None = None,
 ) -> Path:
     """Execute the notebooks, `jobs` at a time, and publish them as a book in `output_dir`."""
@@ -360,7 +360,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     add("-y", "--parameters-yaml", type=yaml.safe_load, default={}, metavar="YAML")
     add("--execute", action=argparse.BooleanOptionalAction, default=True, help="(default)")
-    add("--timeout", type=int, default=1800, help="seconds a cell may run (1800)")
+    add("--timeout", type=int, default=3600, help="seconds a cell may run (3600)")
     add("--jobs", type=positive, metavar="N", help="notebooks side by side (default: the cores)")
     args = parser.parse_args(argv)
     if not isinstance(args.parameters_yaml, dict):

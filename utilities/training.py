@@ -424,9 +424,12 @@ def run_trainer(
             # `Trainee` always defines `validation_step`; a fit without `val` is not a mistake.
             warnings.filterwarnings("ignore", message=".*validation_step` but have no `val_data")
             trainer.fit(trainee, BatchGroups(train_batches, group_size), val_batches)
-    except BaseException:
+    except BaseException as error:
         if record:
             record.fail(trainee.epochs)
+        if isinstance(error, SystemExit) and trainer.interrupted:
+            # Lightning answers Ctrl-C (or a kernel interrupt) with sys.exit(1): say what it was
+            raise KeyboardInterrupt from None
         raise
     return time.perf_counter() - start
 
