@@ -30,6 +30,25 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("MPLBACKEND", None)
 
 
+# The slowest scopes first, so that pytest-xdist's two workers end together instead of one
+# starting notebook 08 as the other runs out of work (minutes on a slow two-core machine,
+# 2026-12-04; pyproject's --no-loadscope-reorder keeps this order). The rest keep theirs.
+SLOWEST_FIRST = (
+    "notebooks/08_ranking_dot_vs_mlp.ipynb",  # 30
+    "tests/test_ml100k_comparison.py",  # 22: notebooks 06 and 07 on ml-100k, one after the other
+    "notebooks/07_rating_models_against_the_libraries.ipynb",  # 16
+    "notebooks/02_shallow_vs_deep.ipynb",  # 10
+    "notebooks/05_collab_nn.ipynb",  # 9
+    "notebooks/03_multiplication_feature.ipynb",  # 7
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the slowest files first (a stable sort: each file's items keep their order)."""
+    rank = {path: position for position, path in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
+
 def notebook_run_names(store: str) -> list[tuple[str, str]]:
     """Every run the notebooks (experiments named `NN_...`) logged to `store`, as (experiment,
     run name): a name has to be distinct within its notebook's experiment only."""
