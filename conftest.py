@@ -30,16 +30,18 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("MPLBACKEND", None)
 
 
-# The slowest scopes first, so that pytest-xdist's two workers end together instead of one
-# starting notebook 08 as the other runs out of work (minutes on a slow two-core machine,
-# 2026-12-04; pyproject's --no-loadscope-reorder keeps this order). The rest keep theirs.
+# The slowest files first, so that pytest-xdist's two workers end together instead of one
+# starting notebook 08 as the other runs out of work (seconds in CI's pytest on a slow two-core
+# machine, 2026-12-04; pyproject's --no-loadscope-reorder keeps this order). The rest keep theirs.
 SLOWEST_FIRST = (
-    "notebooks/08_ranking_dot_vs_mlp.ipynb",  # 30
-    "tests/test_ml100k_comparison.py",  # 22: notebooks 06 and 07 on ml-100k, one after the other
-    "notebooks/07_rating_models_against_the_libraries.ipynb",  # 16
-    "notebooks/02_shallow_vs_deep.ipynb",  # 10
-    "notebooks/05_collab_nn.ipynb",  # 9
-    "notebooks/03_multiplication_feature.ipynb",  # 7
+    "notebooks/08_ranking_dot_vs_mlp.ipynb",  # 1756
+    "notebooks/07_rating_models_against_the_libraries.ipynb",  # 1187
+    "notebooks/05_collab_nn.ipynb",  # 639
+    "notebooks/02_shallow_vs_deep.ipynb",  # 624
+    "notebooks/03_multiplication_feature.ipynb",  # 523
+    "notebooks/06_weight_decay_from_scratch.ipynb",  # 483
+    "notebooks/01_dot_product_mlp.ipynb",  # 406
+    "tests/test_ml100k_comparison.py",  # 294: notebook 06 on ml-100k
 )
 
 

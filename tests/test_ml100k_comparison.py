@@ -2,7 +2,8 @@
 effect in 06; in 07 the project's best model against Surprise's SVD measured in the same run, and
 cold start) holds there too. Published numbers from other protocols are printed, not asserted:
 fastbook's 0.905 comes from an 80/20 split, where fastai itself reaches 0.928 today
-(benchmarks/fastbook_anchor.py). Runs where a copy of GroupLens' ml-100k is at hand (CI has one)."""
+(benchmarks/fastbook_anchor.py). Runs where a copy of GroupLens' ml-100k is at hand (CI has one);
+07, which takes about 25 minutes on a slow core, only with DOTLAB_SLOW_TESTS=1."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ NOTEBOOKS = {  # each notebook, and lines it must print there
     ],
 }
 ML100K_COPY = os.environ.get("DOTLAB_ML100K_COPY")
+# Notebook 07's tuning on ml-100k ran past 15 minutes on a slow two-core machine beside notebook 08
+# (2026-12-04), a fifth of CI's time for claims CI checks on ml-latest-small: run it on request.
+SLOW = {"07_rating_models_against_the_libraries"}
+RUN_SLOW = os.environ.get("DOTLAB_SLOW_TESTS") == "1"
 
 
 def printed_lines(executed: Path) -> list[str]:
@@ -41,6 +46,8 @@ def printed_lines(executed: Path) -> list[str]:
 )
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_the_rating_notebooks_on_ml100k_hold_their_claims(tmp_path, name):
+    if name in SLOW and not RUN_SLOW:
+        pytest.skip(f"{name} on ml-100k takes about 25 minutes: set DOTLAB_SLOW_TESTS=1 to run it")
     notebook = REPO / "notebooks" / f"{name}.ipynb"
     cache = tmp_path / "cache"
     shutil.copytree(ML100K_COPY, cache / "ml-100k")
@@ -52,7 +59,9 @@ def test_the_rating_notebooks_on_ml100k_hold_their_claims(tmp_path, name):
         "DOTLAB_THREADS": "1",
     }
     command = [sys.executable, "-m", "utilities.reports", str(notebook), "-p", "DATASET", "ml-100k"]
-    command += ["--output-dir", str(tmp_path / "site"), "--timeout", "900"]
+    # The reports' cell timeout (3600 s) guards against a hang: 07's tuning cell on ml-100k ran
+    # past 900 s on a slow two-core machine beside notebook 08 (2026-12-04).
+    command += ["--output-dir", str(tmp_path / "site")]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr  # the notebook's asserts held
     lines = printed_lines(tmp_path / "site" / notebook.name)
