@@ -30,25 +30,17 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("MPLBACKEND", None)
 
 
-# The slowest files first, so that pytest-xdist's two workers end together instead of one
-# starting notebook 08 as the other runs out of work (seconds in CI's pytest on a slow two-core
-# machine, 2026-12-04; pyproject's --no-loadscope-reorder keeps this order). The rest keep theirs.
-SLOWEST_FIRST = (
-    "notebooks/08_ranking_dot_vs_mlp.ipynb",  # 1756
-    "notebooks/07_rating_models_against_the_libraries.ipynb",  # 1187
-    "notebooks/05_collab_nn.ipynb",  # 639
-    "notebooks/02_shallow_vs_deep.ipynb",  # 624
-    "notebooks/03_multiplication_feature.ipynb",  # 523
-    "notebooks/06_weight_decay_from_scratch.ipynb",  # 483
-    "notebooks/01_dot_product_mlp.ipynb",  # 406
-    "tests/test_ml100k_comparison.py",  # 294: notebook 06 on ml-100k
-)
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the slowest files first (a stable sort: each file's items keep their order)."""
-    rank = {path: position for position, path in enumerate(SLOWEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+    """Notebooks first, the longest by its saved run first, as the report build orders them, so
+    that pytest-xdist's workers end together instead of one starting notebook 08 as the other runs
+    out of work (pyproject's --no-loadscope-reorder keeps this order). A stable sort: each file's
+    items, and the unit tests after the notebooks, keep their order."""
+    from utilities.reports import saved_seconds
+
+    seconds = {
+        path: saved_seconds(path) for path in {i.path for i in items if i.path.suffix == ".ipynb"}
+    }
+    items.sort(key=lambda item: -seconds.get(item.path, 0.0))
 
 
 def notebook_run_names(store: str) -> list[tuple[str, str]]:
